@@ -1,0 +1,35 @@
+# catalogue-purge: `make demo` runs the job on a generated sample, `make test` runs the tests.
+PYTHON ?= python3
+# uv is run as a module of the Python it was installed into, so PATH does not matter.
+UV ?= $(PYTHON) -m uv
+RUN = $(UV) run --frozen
+
+.PHONY: setup demo test lint typecheck bench clean
+
+.venv/.synced: pyproject.toml uv.lock
+	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	touch $@
+
+setup: .venv/.synced
+
+demo: setup
+	$(RUN) catalogue-purge generate --out build/demo/snapshot --rows 200000 --files 2
+	$(RUN) catalogue-purge sweep --snapshot build/demo/snapshot \
+		--policy policies/crypto-mining-2021.yaml --as-of 2021-10-08 --out build/demo/sweep
+
+test: setup
+	$(RUN) ruff check .
+	$(RUN) pytest -q
+
+lint: setup
+	$(RUN) ruff check .
+
+typecheck: setup
+	$(RUN) mypy
+
+bench: setup
+	$(RUN) python bench/sweep.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache

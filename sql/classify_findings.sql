@@ -1,0 +1,62 @@
+-- One finding per listing the policy catches, with its evidence.
+-- Returns the Findings contract: listing_id, seller_id, country_of_sale, category_path, decision,
+-- rule_ids, matched_terms, evasion; and title, prohibited_category, evidence, exemption_ids.
+-- Decision: a prohibited category or a `delist` rule -> 'delist'; only `review` rules ->
+-- 'review'; every rule that fired exempted -> 'exempted'. Evasion: caught by its text while
+-- outside every prohibited category.
+-- Parameters: none.
+-- Inputs:
+--   candidates(listing_id, seller_id, country_of_sale, category_path, title, prohibited_category)
+--   evidence(listing_id, rule_id, action, term, field, text)      text rules that fired
+--   exemptions(exemption_id, listing_id, seller_id, rule_id)       in force at the as-of date
+WITH fired AS (
+    SELECT listing_id, rule_id, action, term, field, text
+    FROM evidence
+    UNION ALL
+    SELECT listing_id, 'category:' || prohibited_category, 'delist', prohibited_category,
+           'category_path', category_path
+    FROM candidates
+    WHERE prohibited_category IS NOT NULL
+),
+judged AS (
+    SELECT
+        f.*,
+        (SELECT min(e.exemption_id)
+           FROM exemptions e
+          WHERE (e.listing_id = f.listing_id OR e.seller_id = c.seller_id)
+            AND (e.rule_id = f.rule_id OR e.rule_id = '*')) AS exemption_id
+    FROM fired f
+    JOIN candidates c USING (listing_id)
+),
+per_listing AS (
+    SELECT
+        listing_id,
+        bool_or(action = 'delist' AND exemption_id IS NULL) AS any_delist,
+        bool_or(exemption_id IS NULL) AS any_active,
+        bool_or(field <> 'category_path' AND exemption_id IS NULL) AS text_active,
+        list(DISTINCT rule_id ORDER BY rule_id) FILTER (WHERE exemption_id IS NULL) AS active_rules,
+        list(DISTINCT rule_id ORDER BY rule_id) AS all_rules,
+        list(DISTINCT term ORDER BY term) FILTER (WHERE exemption_id IS NULL AND field <> 'category_path') AS active_terms,
+        list(DISTINCT term ORDER BY term) FILTER (WHERE field <> 'category_path') AS all_terms,
+        list({'rule_id': rule_id, 'term': term, 'field': field, 'text': text, 'exemption_id': exemption_id}
+             ORDER BY rule_id, field, term) AS evidence,
+        list(DISTINCT exemption_id ORDER BY exemption_id) FILTER (WHERE exemption_id IS NOT NULL) AS exemption_ids
+    FROM judged
+    GROUP BY listing_id
+)
+SELECT
+    c.listing_id,
+    c.seller_id,
+    c.country_of_sale,
+    c.category_path,
+    CASE WHEN p.any_delist THEN 'delist' WHEN p.any_active THEN 'review' ELSE 'exempted' END AS decision,
+    CASE WHEN p.any_active THEN p.active_rules ELSE p.all_rules END AS rule_ids,
+    coalesce(CASE WHEN p.any_active THEN p.active_terms ELSE p.all_terms END, []) AS matched_terms,
+    (c.prohibited_category IS NULL AND coalesce(p.text_active, false)) AS evasion,
+    c.title,
+    c.prohibited_category,
+    p.evidence,
+    coalesce(p.exemption_ids, []) AS exemption_ids
+FROM candidates c
+JOIN per_listing p USING (listing_id)
+ORDER BY c.listing_id

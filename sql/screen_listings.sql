@@ -1,0 +1,22 @@
+-- Listings of one snapshot part that the policy may catch.
+-- Returns: listing_id, seller_id, country_of_sale, category_path, title, description,
+--          prohibited_category (the prohibited category path it falls under, or NULL).
+-- Parameters:
+--   $prefixes   list of prohibited category paths, each followed by ' > ' (a path matches
+--               itself and every descendant)
+--   $countries  list of countries of sale in scope, or NULL for every country
+-- Inputs: view `listings` (the snapshot part, columns renamed to the Snapshot contract);
+--         function screen_text(title, description) -> BOOLEAN, the matcher's first stage.
+WITH active AS (
+    SELECT
+        listing_id, seller_id, country_of_sale, category_path, title, description,
+        list_filter($prefixes, lambda p: starts_with(category_path || ' > ', p))[1] AS prefix
+    FROM listings
+    WHERE status = 'ACTIVE'
+      AND ($countries IS NULL OR list_contains($countries, country_of_sale))
+)
+SELECT
+    listing_id, seller_id, country_of_sale, category_path, title, description,
+    left(prefix, length(prefix) - 3) AS prohibited_category
+FROM active
+WHERE prefix IS NOT NULL OR screen_text(title, description)

@@ -1,0 +1,212 @@
+"""The `catalogue-purge` command line. Domain errors become exit codes here, and only here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from catalogue_purge.errors import PurgeError
+from catalogue_purge.policy import Policy, load_policy
+
+console = Console(stderr=True)
+out = Console()
+
+
+def parse_as_of(value: str, policy: Policy) -> datetime:
+    """A date means the start of that day in the policy's time zone; a time without a zone is
+    read in the policy's time zone too."""
+    zone = ZoneInfo(policy.document.milestones.time_zone)
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=zone)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PurgeError(f"--as-of {value!r} is not a date (2021-10-08) or an ISO time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        contract, sep, source = pair.partition("=")
+        if not sep or not contract or not source:
+            raise PurgeError(
+                f"--map {pair!r} must read CONTRACT_COLUMN=EXPORT_COLUMN, e.g. title=item_name"
+            )
+        mapping[contract.strip()] = source.strip()
+    return mapping
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from catalogue_purge.snapshot import open_snapshot
+    from catalogue_purge.sweep import sweep, write_findings
+
+    policy = load_policy(args.policy, exemptions=args.exemptions)
+    as_of = parse_as_of(args.as_of, policy)
+    snapshot = open_snapshot(args.snapshot, columns=parse_mapping(args.map))
+    with _progress() as progress:
+        task = progress.add_task("sweeping", total=snapshot.rows)
+        done_rows = 0
+
+        def file_done(index: int) -> None:
+            nonlocal done_rows
+            done_rows += snapshot.files[index].rows
+            progress.update(task, completed=done_rows)
+
+        result = sweep(
+            snapshot,
+            policy,
+            as_of,
+            threads=args.threads,
+            progress=lambda n: progress.advance(task, n),
+            on_file_done=file_done,
+        )
+    target = write_findings(result, args.out)
+    print_summary(result.summary(), policy, as_of, result.seconds)
+    out.print(f"findings: {target}")
+    return 0
+
+
+def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float) -> None:
+    out.print(
+        f"policy {policy.id} v{policy.version} (sha256 {policy.sha256[:12]}), "
+        f"as of {as_of.isoformat()}"
+    )
+    if not summary["acting"]:
+        ms = policy.document.milestones
+        out.print(
+            f"[yellow]nothing to act on: the policy delists from {ms.delisting_from} "
+            f"({ms.time_zone}); {as_of.date()} is before it.[/yellow]"
+        )
+        return
+    rate = summary["rows_scanned"] / seconds if seconds else 0
+    out.print(
+        f"swept {summary['rows_scanned']:,} listings in {seconds:.1f}s ({rate:,.0f}/s); "
+        f"{summary['candidates']:,} screened in, {summary['findings']:,} findings, "
+        f"{summary['evasions']:,} evasions"
+    )
+    for title, key, first in (("by decision", "by_decision", "decision"),):
+        table = Table(title=title)
+        table.add_column(first)
+        table.add_column("findings", justify="right")
+        for name, count in summary[key].items():
+            table.add_row(name, f"{count:,}")
+        out.print(table)
+    for title, key, first in (
+        ("by rule", "by_rule", "rule"),
+        ("by country of sale", "by_country", "country"),
+    ):
+        table = Table(title=title)
+        table.add_column(first)
+        for col in ("delist", "review", "exempted"):
+            table.add_column(col, justify="right")
+        for name, counts in summary[key].items():
+            table.add_row(name, *(f"{counts[c]:,}" for c in ("delist", "review", "exempted")))
+        out.print(table)
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from catalogue_purge.matcher import Matcher
+
+    policy = load_policy(args.policy)
+    matcher = Matcher(policy)
+    doc = policy.document
+    out.print(f"{args.policy}: valid. id {doc.id}, version {doc.version}, sha256 {policy.sha256}")
+    out.print(
+        f"{len(doc.rules)} rules, {sum(len(r.all_terms()) for r in doc.rules)} terms, "
+        f"{len(doc.prohibited_categories)} prohibited categories, "
+        f"{len(policy.exemptions)} exemptions, "
+        f"{matcher.screen_pattern_count} screen anchors"
+    )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from catalogue_purge.synthetic import generate_snapshot
+
+    written = generate_snapshot(
+        args.out,
+        rows=args.rows,
+        files=args.files,
+        row_group_size=args.row_group_size,
+        seed=args.seed,
+    )
+    out.print(f"wrote {args.rows:,} listings in {len(written)} files under {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="catalogue-purge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="find every listing of a snapshot that a policy catches")
+    p.add_argument(
+        "--snapshot", required=True, help="Parquet file, folder, glob or s3://bucket/prefix"
+    )
+    p.add_argument("--policy", required=True, type=Path)
+    p.add_argument("--as-of", required=True, help="date (2021-10-08) or ISO time of the run")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for findings.parquet and sweep.json"
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="CONTRACT=EXPORT",
+        help="column mapping for exports that name columns differently (repeatable)",
+    )
+    p.add_argument("--exemptions", type=Path, help="exemptions file (default: beside the policy)")
+    p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("policy", help="policy tools")
+    psub = p.add_subparsers(dest="policy_command", required=True)
+    c = psub.add_parser("check", help="validate a policy and its exemptions, print its hash")
+    c.add_argument("policy", type=Path)
+    c.set_defaults(func=cmd_policy_check)
+
+    p = sub.add_parser("generate", help="write a seeded synthetic catalogue snapshot")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--files", type=int, default=1)
+    p.add_argument("--row-group-size", type=int, default=120_000)
+    p.add_argument("--seed", type=int, default=2021)
+    p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PurgeError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]: nothing was written")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

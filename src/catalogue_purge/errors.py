@@ -1,0 +1,27 @@
+"""The few domain errors of catalogue-purge, each mapped to an exit code in one place (cli)."""
+
+from __future__ import annotations
+
+
+class PurgeError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 1
+
+
+class PolicyError(PurgeError):
+    """A policy or exemptions file is malformed: names the file, the key and what is wrong."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid policy file {path}:\n{lines}")
+
+
+class SnapshotError(PurgeError):
+    """A snapshot cannot be read as the Snapshot contract: names the file and the column."""
+
+    exit_code = 3

@@ -1,0 +1,490 @@
+"""The policy's text rules, compiled into Hyperscan databases.
+
+Scanning hundreds of terms over every listing is the sweep's hot path. It runs in two stages:
+
+1. Screen: one multi-literal Hyperscan database scans the raw UTF-8 bytes of a whole Arrow
+   column at once (the column's data buffer, no copy per row), case-insensitively. Its anchors
+   are a superset of what the rules can match: each term as written and without accents, its
+   spaced, split and leet spellings, and detectors for text that normalisation changes beyond
+   recognition (full-width forms, zero-width characters, numeric entities, combining accents).
+   A row without a hit cannot match any rule.
+2. Match: only the screened rows are normalised (normalise.py) and scanned by a second database
+   of precise patterns (word boundaries, optional spaces between characters, leet classes)
+   that reports which term matched where. Rules are then decided from the hits: a rule fires
+   when one of its terms matched, one of its `requires_any` terms (if any) matched too, and
+   none of its exclusions matched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import hyperscan
+import numpy as np
+import pyarrow as pa
+
+from catalogue_purge.errors import PolicyError
+from catalogue_purge.normalise import normalise
+from catalogue_purge.policy import Action, Policy, TextRule
+
+# Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
+# compilation of thousands of literals takes seconds).
+_SCREEN_FLAGS = hyperscan.HS_FLAG_CASELESS
+_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8
+_SPACED_SEPARATORS = (" ", ".", "-", "_", "*")
+_SPLIT_SEPARATORS = (" ", ".", "-", "_")
+_WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
+_LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b": "b8"}
+# Text that normalisation changes beyond what the literal anchors can see: such rows are always
+# normalised and matched precisely. Full-width forms (U+FF01-FF5E), zero-width and invisible
+# characters, soft hyphen, numeric character references, combining accents, and leet digits
+# inside words.
+_DETECTORS = (
+    rb"\xef\xbc[\x81-\xbf]|\xef\xbd[\x80-\x9e]",
+    rb"\xe2\x80[\x8b-\x8d]|\xe2\x81\xa0|\xef\xbb\xbf|\xc2\xad",
+    rb"&#",
+    rb"\xcc[\x80-\xbf]|\xcd[\x80-\xaf]",
+    # leet inside a word ("h1ve 0s", "b1tc oin"): spellings the anchors cannot enumerate
+    rb"[a-z][0134][a-z]{2}",
+)
+_ASCII_ALNUM = np.zeros(256, dtype=bool)
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789":
+    _ASCII_ALNUM[_c] = True
+_WORD_CHARS = "a-z0-9\u00df-\u024f\u0370-\u03ff\u0400-\u04ff"
+
+
+class Role(IntEnum):
+    TERM = 0
+    CONTEXT = 1
+    EXCLUSION = 2
+    REGEX = 3
+
+
+@dataclass(frozen=True)
+class Pattern:
+    rule_id: str
+    role: Role
+    term: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    rule_id: str
+    term: str
+    field: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    rule_id: str
+    action: Action
+    hits: tuple[Hit, ...]
+
+
+def _escape_bytes(literal: bytes) -> bytes:
+    """A Hyperscan pattern matching the literal bytes exactly."""
+    out = bytearray()
+    for c in literal:
+        if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c >= 128:
+            out.append(c)
+        else:
+            out += b"\\x%02x" % c
+    return bytes(out)
+
+
+def _strip_accents(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+
+
+def _split_stem(term: str) -> tuple[str, bool]:
+    """'miner*' is a stem: it matches 'miners', 'mineros'. Returns (text, is_stem)."""
+    if term.endswith("*"):
+        return term[:-1], True
+    return term, False
+
+
+def _leet_variants(word: str) -> set[str]:
+    positions = [i for i, c in enumerate(word) if c in _LEET]
+    variants: set[str] = set()
+    if not positions or len(word) < 5:
+        return variants
+    for i in positions:
+        for sub in _LEET[word[i]][1:]:
+            variants.add(word[:i] + sub + word[i + 1 :])
+    if len(positions) <= 4:
+        choices = [_LEET[c] if i in positions else c for i, c in enumerate(word)]
+        variants.update("".join(p) for p in itertools.product(*choices))
+    variants.discard(word)
+    return variants
+
+
+def _case_forms(text: str) -> set[str]:
+    return {text.lower(), text.upper(), text.capitalize(), text.title()}
+
+
+def _alnum_chunks(word: str) -> list[str]:
+    """'s19pro' -> ['s', '19', 'pro']: sellers space model numbers at letter/digit edges."""
+    return re.findall(r"[^\W\d_]+|\d+", word)
+
+
+def _word_anchors(word: str) -> set[str]:
+    """A one-word term: as written, spaced out, split once, spaced at letter/digit edges, leet."""
+    anchors = {word}
+    if not (word.isascii() and word.isalnum()):
+        return anchors
+    compact = word.lower()
+    if len(compact) >= 4:
+        anchors |= {sep.join(compact) for sep in _SPACED_SEPARATORS}
+    if len(compact) >= 5:
+        anchors |= {
+            compact[:k] + sep + compact[k:]
+            for k in range(2, len(compact) - 1)
+            for sep in _SPLIT_SEPARATORS
+        }
+    chunks = _alnum_chunks(compact)
+    if len(chunks) > 1:
+        anchors |= {sep.join(chunks) for sep in _SPLIT_SEPARATORS}
+    return anchors | _leet_variants(compact)
+
+
+def screen_anchors(term: str) -> list[bytes]:
+    """Hyperscan patterns (escaped literals) that any spelling of the term contains."""
+    text, _ = _split_stem(term)
+    forms = {text.strip(), _strip_accents(text.strip()), normalise(text)}
+    # The screen is caseless for ASCII only: non-ASCII words bring their own case forms.
+    forms |= {f for form in list(forms) if not form.isascii() for f in _case_forms(form)}
+    anchors: set[str] = set()
+    for form in forms:
+        words = form.split()
+        if len(words) == 1:
+            anchors |= _word_anchors(words[0])
+        elif words:
+            # Multi-word terms: the words joined the ways sellers and exports join them.
+            anchors |= {joiner.join(words) for joiner in _WORD_JOINERS}
+            if all(w.isascii() for w in words):
+                anchors.add(" ".join(itertools.chain(*map(_alnum_chunks, words))))
+    return sorted(_escape_bytes(a.encode()) for a in anchors)
+
+
+def is_short_anchor(anchor: bytes) -> bool:
+    """Short anchors ("btc", "l7") only count as whole words, or they would screen in
+    everything; the word edges are checked after the scan (rows are back to back in the
+    buffer, so a pattern's own \\b would see the neighbouring row)."""
+    return len(anchor) <= 3
+
+
+def _char_class(c: str) -> str:
+    if c in _LEET:
+        return "[" + "".join(re.escape(x) for x in _LEET[c]) + "]"
+    return re.escape(c)
+
+
+def precise_pattern(term: str) -> str:
+    """The pattern matched against normalised text.
+
+    Spellings allowed: the term as written, with its spaces optional and a space allowed where
+    letters meet digits ("s19 pro", "s 19pro"); every character spaced out ("m i n e r"); and,
+    for terms of six letters or more, a space anywhere ("a n t miner", "bit coin"). ASCII
+    letters of long terms also match their leet digits ("b1tcoin"). The ends are word
+    boundaries unless the end is Han/Kana/Hangul or the term is a stem ("miner*").
+    """
+    text, stem = _split_stem(term)
+    norm = normalise(text)
+    if not norm:
+        raise ValueError(f"term {term!r} is empty once normalised")
+    compact = norm.replace(" ", "")
+    leet = len(compact) >= 5
+
+    def cls(c: str) -> str:
+        return _char_class(c) if leet and c.isascii() else re.escape(c)
+
+    def edged(word: str) -> str:
+        out = ""
+        for i, c in enumerate(word):
+            if i and word[i - 1].isdigit() != c.isdigit() and word[i - 1].isalnum() and c.isalnum():
+                out += " ?"
+            out += cls(c)
+        return out
+
+    words = norm.split(" ")
+    variants = [" ?".join(edged(w) for w in words)]
+    if len(compact) >= 6:
+        # Long terms are distinctive enough to allow a space anywhere ("a n t miner").
+        variants.append(" ?".join(cls(c) for c in compact))
+    elif len(compact) >= 4:
+        variants.append(" ".join(cls(c) for c in compact))
+    body = "(?:" + "|".join(dict.fromkeys(variants)) + ")"
+    left = rf"(?<![{_WORD_CHARS}])" if re.match(rf"[{_WORD_CHARS}]", norm[0]) else ""
+    right = (
+        "" if stem else (rf"(?![{_WORD_CHARS}])" if re.match(rf"[{_WORD_CHARS}]", norm[-1]) else "")
+    )
+    return left + body + right
+
+
+class Matcher:
+    """A policy's text rules, compiled. Thread-safe: each thread gets its own scratch space."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.patterns: list[Pattern] = []
+        self._regexes: list[re.Pattern[str]] = []
+        screen: list[bytes] = []
+        literals: dict[bytes, set[int]] = defaultdict(set)  # compact literal -> pattern indexes
+        policy_regexes: list[int] = []
+        for rule in policy.document.rules:
+            for role, terms in (
+                (Role.TERM, rule.all_terms()),
+                (Role.CONTEXT, rule.requires_any),
+                (Role.EXCLUSION, rule.exclusions),
+            ):
+                for term in terms:
+                    index = self._add(rule, role, term, precise_pattern)
+                    for literal in compact_literals(term):
+                        literals[literal].add(index)
+                    if role is Role.TERM:
+                        screen.extend(screen_anchors(term))
+            for regex in rule.regexes:
+                policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
+                screen.append(_screen_regex(regex, keep_right_edge=bool(rule.requires_any)))
+        long_anchors = [a for a in dict.fromkeys(screen) if not is_short_anchor(a)]
+        short_anchors = [a for a in dict.fromkeys(screen) if is_short_anchor(a)]
+        screen = long_anchors + list(_DETECTORS) + short_anchors
+        self.screen_pattern_count = len(screen)
+        self._first_short = len(screen) - len(short_anchors)
+        self._short_lengths = np.array(
+            [0] * self._first_short + [len(a) for a in short_anchors], dtype=np.int64
+        )
+        self._screen_db = self._compile(screen, _SCREEN_FLAGS)
+        self._literal_keys = list(literals)
+        self._literal_targets = [sorted(literals[k]) for k in self._literal_keys]
+        self._literal_db = self._compile([_escape_bytes(k) for k in self._literal_keys], 0)
+        self._regex_targets = policy_regexes
+        self._regex_db = (
+            self._compile([self.patterns[i].term.encode() for i in policy_regexes], _MATCH_FLAGS)
+            if policy_regexes
+            else None
+        )
+        self._local = threading.local()
+        self._rules = {r.id: r for r in policy.document.rules}
+        self._by_country: dict[str | None, list[TextRule]] = {}
+
+    def _add(self, rule: TextRule, role: Role, term: str, to_pattern: Callable[[str], str]) -> int:
+        try:
+            compiled = re.compile(to_pattern(term))
+        except (ValueError, re.error) as exc:
+            raise PolicyError(self.policy.path, [f"rules (id {rule.id}): {exc}"]) from None
+        self.patterns.append(Pattern(rule.id, role, term))
+        self._regexes.append(compiled)
+        return len(self.patterns) - 1
+
+    def _compile(self, patterns: Sequence[bytes], flags: int) -> hyperscan.Database:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        try:
+            db.compile(
+                expressions=list(patterns),
+                ids=list(range(len(patterns))),
+                elements=len(patterns),
+                flags=[flags] * len(patterns),
+            )
+        except hyperscan.error as exc:
+            bad = _first_bad_pattern(patterns, flags)
+            shown = patterns[bad].decode("utf-8", "replace") if bad is not None else "?"
+            raise PolicyError(
+                self.policy.path, [f"pattern {shown!r} cannot be compiled: {exc}"]
+            ) from None
+        return db
+
+    def _scratch(self, name: str, db: hyperscan.Database) -> hyperscan.Scratch:
+        scratch = getattr(self._local, name, None)
+        if scratch is None:
+            scratch = hyperscan.Scratch(db)
+            setattr(self._local, name, scratch)
+        return scratch
+
+    # Stage 1 -----------------------------------------------------------------------------
+
+    def screen(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """A boolean mask of the rows whose raw text contains an anchor."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        n = len(column)
+        mask = np.zeros(n, dtype=bool)
+        if n in (0, column.null_count):
+            return mask
+        if pa.types.is_large_string(column.type):
+            offset_type: type = np.int64
+        else:
+            if not pa.types.is_string(column.type):
+                column = column.cast(pa.string())
+            offset_type = np.int32
+        _, offsets_buf, data_buf = column.buffers()
+        if data_buf is None:
+            return mask
+        width = np.dtype(offset_type).itemsize
+        offsets = np.frombuffer(
+            offsets_buf, dtype=offset_type, count=n + 1, offset=column.offset * width
+        )
+        start, end = int(offsets[0]), int(offsets[-1])
+        if end == start:
+            return mask
+        found: list[tuple[int, int]] = []
+        # The data buffer holds the rows back to back; a hit's end offset tells its row.
+        self._screen_db.scan(
+            memoryview(data_buf)[start:end],
+            match_event_handler=lambda pid, _from, to, _flags, _ctx: found.append((pid, to)),
+            scratch=self._scratch("screen", self._screen_db),
+        )
+        if not found:
+            return mask
+        hits = np.asarray(found, dtype=np.int64)
+        ids, ends = hits[:, 0], hits[:, 1] + start
+        rows = np.searchsorted(offsets, ends - 1, side="right") - 1
+        short = ids >= self._first_short
+        if short.any():
+            data = np.frombuffer(data_buf, dtype=np.uint8)
+            keep = ~short | self._whole_word(data, offsets, rows, ends, self._short_lengths[ids])
+            rows = rows[keep]
+        mask[rows] = True
+        return mask
+
+    @staticmethod
+    def _whole_word(
+        data: np.ndarray,
+        offsets: np.ndarray,
+        rows: np.ndarray,
+        ends: np.ndarray,
+        lengths: np.ndarray,
+    ) -> np.ndarray:
+        """Whether each hit stands alone: at its row's edge or next to a byte that is not an
+        ASCII letter or digit."""
+        begins = ends - lengths
+        row_start, row_end = offsets[rows], offsets[rows + 1]
+        before = data[np.maximum(begins - 1, 0)]
+        after = data[np.minimum(ends, len(data) - 1)]
+        return ((begins == row_start) | ~_ASCII_ALNUM[before]) & (
+            (ends == row_end) | ~_ASCII_ALNUM[after]
+        )
+
+    # Stage 2 -----------------------------------------------------------------------------
+
+    def match_texts(self, texts: Sequence[str | None]) -> list[list[tuple[int, str]]]:
+        """For each text, the (pattern index, matched normalised text) hits."""
+        normal = [normalise(t) for t in texts]
+        candidates: list[set[int]] = [set() for _ in normal]
+        # Literals are found in the text with its spaces squeezed out, so "ant miner" and
+        # "a n t m i n e r" both hold "antminer"; the precise pattern then checks the spacing
+        # and the word boundaries on the normalised text.
+        squashed = [t.replace(" ", "") for t in normal]
+        self._scan_rows(self._literal_db, "literal", squashed, candidates, self._literal_targets)
+        if self._regex_db is not None:
+            targets = [[i] for i in self._regex_targets]
+            self._scan_rows(self._regex_db, "regex", normal, candidates, targets)
+        hits: list[list[tuple[int, str]]] = [[] for _ in normal]
+        for row, pids in enumerate(candidates):
+            for pid in sorted(pids):
+                found = self._regexes[pid].search(normal[row])
+                if found is not None:
+                    hits[row].append((pid, found.group(0).strip()))
+        return hits
+
+    def _scan_rows(
+        self,
+        db: hyperscan.Database,
+        name: str,
+        texts: list[str],
+        out: list[set[int]],
+        targets: list[list[int]],
+    ) -> None:
+        encoded = [t.encode() for t in texts]
+        starts = np.cumsum([0] + [len(t) + 1 for t in encoded])
+        found: list[tuple[int, int]] = []
+        db.scan(
+            b"\n".join(encoded),
+            match_event_handler=lambda pid, _frm, to, _f, _c: found.append((pid, to)),
+            scratch=self._scratch(name, db),
+        )
+        if not found:
+            return
+        ids, ends = zip(*found, strict=True)
+        rows = np.searchsorted(starts, np.asarray(ends) - 1, side="right") - 1
+        for pid, row in zip(ids, rows.tolist(), strict=True):
+            out[row].update(targets[pid])
+
+    def _rules_for(self, country: str | None) -> list[TextRule]:
+        rules = self._by_country.get(country)
+        if rules is None:
+            rules = self._by_country[country] = self.policy.rules_for(country)
+        return rules
+
+    def decide(
+        self,
+        country: str | None,
+        title_hits: list[tuple[int, str]],
+        description_hits: list[tuple[int, str]],
+    ) -> list[RuleMatch]:
+        """The rules that fire for one listing, with their evidence."""
+        by_rule: dict[str, dict[Role, list[Hit]]] = defaultdict(lambda: defaultdict(list))
+        for field_name, hits in (("title", title_hits), ("description", description_hits)):
+            for pid, text in hits:
+                p = self.patterns[pid]
+                rule = self._rules[p.rule_id]
+                role = Role.TERM if p.role is Role.REGEX else p.role
+                if role is Role.TERM and field_name not in rule.fields:
+                    continue
+                by_rule[p.rule_id][role].append(Hit(p.rule_id, p.term, field_name, text))
+        matches = []
+        for rule in self._rules_for(country):
+            roles = by_rule.get(rule.id)
+            if not roles or not roles.get(Role.TERM):
+                continue
+            if rule.requires_any and not roles.get(Role.CONTEXT):
+                continue
+            if roles.get(Role.EXCLUSION):
+                continue
+            evidence = tuple(dict.fromkeys([*roles[Role.TERM], *roles.get(Role.CONTEXT, [])]))
+            matches.append(RuleMatch(rule.id, rule.action, evidence))
+        return matches
+
+
+def compact_literals(term: str) -> list[bytes]:
+    """The term with its spaces squeezed out, and its leet spellings: what the normalised,
+    squashed text of a matching listing must contain."""
+    text, _ = _split_stem(term)
+    compact = normalise(text).replace(" ", "")
+    if not compact:
+        return []
+    forms = {compact}
+    if compact.isascii():
+        forms |= _leet_variants(compact)
+    return [f.encode() for f in sorted(forms)]
+
+
+def _screen_regex(regex: str, keep_right_edge: bool) -> bytes:
+    """A policy regex applied to raw text: spaces in it may be any run of separators, and its
+    word edges are dropped (rows lie back to back in the buffer, so an edge could see the
+    neighbouring row), which only lets more rows through. A regex whose rule also needs
+    context keeps its right edge as \\b: a bare "110t" is too common to screen on, and such a
+    rule only sends listings to review."""
+    screen = regex.replace(" ?", r"[\W_]{0,6}").replace(" ", r"[\W_]{1,6}")
+    for edge in ("(?:^|[^a-z0-9])", "(?:$|[^0-9])"):
+        screen = screen.replace(edge, "")
+    screen = screen.replace("(?:$|[^a-z0-9])", r"\b" if keep_right_edge else "")
+    return screen.encode()
+
+
+def _first_bad_pattern(patterns: Sequence[bytes], flags: int) -> int | None:
+    for i, pattern in enumerate(patterns):
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        try:
+            db.compile(expressions=[pattern], flags=[flags])
+        except hyperscan.error:
+            return i
+    return None

@@ -1,0 +1,55 @@
+"""Text normalisation before matching.
+
+Sellers write the same product many ways: "ＡＮＴＭＩＮＥＲ", "A.n.t-miner", "Ant&nbsp;miner",
+"minería"/"mineria", "<b>ASIC</b>". Matching runs on one canonical form:
+
+- HTML tags become spaces and entities are decoded (twice, for double-encoded exports);
+- Unicode compatibility forms are folded (NFKC: full-width letters and digits, ligatures);
+- case is folded; zero-width characters and soft hyphens are dropped;
+- accents are stripped (NFD, combining marks removed);
+- every run of characters that is neither a letter nor a digit becomes one space;
+- a space separates Han/Kana/Hangul from other letters, so word boundaries work for Latin terms
+  glued to Chinese text ("蚂蚁antminer").
+
+Obfuscation by spacing ("A n t miner", "S 19 Pro") is then handled by the term patterns, which
+allow an optional space between characters (see matcher).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_TAG = re.compile(r"<[^<>]{0,200}>")
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_SEPARATORS = re.compile(r"[\W_]+")
+_CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[^\s{_CJK}])|(?<=[^\s{_CJK}])(?=[{_CJK}])")
+
+
+def _strip_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text)
+    if decomposed.isascii():
+        return decomposed
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalise(text: str | None) -> str:
+    """The canonical form that terms are matched against."""
+    if not text:
+        return ""
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    for _ in range(2):
+        if "&" not in text:
+            break
+        text = html.unescape(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+        text = _strip_accents(text)
+    text = text.casefold()
+    text = _SEPARATORS.sub(" ", text)
+    if not text.isascii():
+        text = _CJK_EDGE.sub(" ", text)
+    return text.strip()

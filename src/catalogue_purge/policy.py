@@ -1,0 +1,436 @@
+"""The policy document: a validated YAML file whose content hash identifies the exact version used.
+
+A policy says what is banned (categories and text rules), where (countries of sale, with
+per-country overrides), from when (milestones in the policy's time zone) and how sellers are
+penalised (the ladder). Exemptions granted by compliance live in a file beside the policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from catalogue_purge.errors import PolicyError
+
+CATEGORY_SEPARATOR = " > "
+CATEGORY_RULE_PREFIX = "category:"
+_ID = r"^[a-z0-9][a-z0-9-]*$"
+_LANG = r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$"
+_COUNTRY = r"^[A-Z]{2}$"
+
+
+class Action(StrEnum):
+    DELIST = "delist"
+    REVIEW = "review"
+
+
+class Field_(StrEnum):
+    TITLE = "title"
+    DESCRIPTION = "description"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class Milestones(_Strict):
+    delisting_from: date
+    penalties_from: date
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Milestones:
+        if self.penalties_from < self.delisting_from:
+            raise ValueError("penalties_from must not be before delisting_from")
+        return self
+
+    def starts(self, day: date) -> datetime:
+        """The instant a milestone day begins in the policy's time zone."""
+        return datetime.combine(day, time(0), tzinfo=ZoneInfo(self.time_zone))
+
+
+class CountryOverride(_Strict):
+    add_rules: list[NonEmptyStr] = Field(default_factory=list)
+    drop_rules: list[NonEmptyStr] = Field(default_factory=list)
+    note: str | None = None
+
+
+class Scope(_Strict):
+    countries: Literal["all"] | list[Annotated[str, Field(pattern=_COUNTRY)]] = "all"
+    overrides: dict[Annotated[str, Field(pattern=_COUNTRY)], CountryOverride] = Field(
+        default_factory=dict
+    )
+
+
+class ProhibitedCategory(_Strict):
+    path: NonEmptyStr
+    clause: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _normal_path(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(">")]
+        if any(not p for p in parts):
+            raise ValueError(f"category path {value!r} has an empty level")
+        return CATEGORY_SEPARATOR.join(parts)
+
+
+class TextRule(_Strict):
+    id: Annotated[str, Field(pattern=_ID)]
+    description: NonEmptyStr
+    action: Action
+    clause: str | None = None
+    enabled: bool = True
+    fields: list[Field_] = Field(default_factory=lambda: [Field_.TITLE, Field_.DESCRIPTION])
+    terms: dict[Annotated[str, Field(pattern=_LANG)], list[NonEmptyStr]] = Field(
+        default_factory=dict
+    )
+    regexes: list[NonEmptyStr] = Field(default_factory=list)
+    requires_any: list[NonEmptyStr] = Field(default_factory=list)
+    exclusions: list[NonEmptyStr] = Field(default_factory=list)
+
+    @field_validator("terms")
+    @classmethod
+    def _no_empty_lists(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        empty = [lang for lang, terms in value.items() if not terms]
+        if empty:
+            raise ValueError(f"empty term list for language {', '.join(empty)}")
+        return value
+
+    @field_validator("regexes")
+    @classmethod
+    def _valid_regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> TextRule:
+        if not self.terms and not self.regexes:
+            raise ValueError(f"rule {self.id!r} has neither terms nor regexes")
+        if not self.fields:
+            raise ValueError(f"rule {self.id!r} searches no field")
+        return self
+
+    def all_terms(self) -> list[str]:
+        return [term for terms in self.terms.values() for term in terms]
+
+
+class LadderStep(_Strict):
+    id: Annotated[str, Field(pattern=_ID)]
+    description: NonEmptyStr
+    requires_approval: bool = False
+
+
+class Penalties(_Strict):
+    ladder: list[LadderStep] = Field(min_length=1)
+    evasion_jump: int = Field(default=1, ge=1)
+    relist_after_warning_jump: int = Field(default=1, ge=1)
+
+
+class SafetyLimits(_Strict):
+    max_listings: int | None = Field(default=None, ge=0)
+    max_share: float | None = Field(default=None, ge=0, le=1)
+    max_per_seller: int | None = Field(default=None, ge=0)
+
+
+class PolicyDocument(_Strict):
+    id: Annotated[str, Field(pattern=_ID)]
+    version: Annotated[str, Field(min_length=1)] | int
+    title: NonEmptyStr
+    legal_basis: str | None = None
+    milestones: Milestones
+    scope: Scope = Field(default_factory=Scope)
+    prohibited_categories: list[ProhibitedCategory] = Field(default_factory=list)
+    rules: list[TextRule] = Field(min_length=1)
+    penalties: Penalties
+    safety_limits: SafetyLimits = Field(default_factory=SafetyLimits)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyDocument:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ValueError(f"duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+        for country, override in self.scope.overrides.items():
+            for rule_id in [*override.add_rules, *override.drop_rules]:
+                if rule_id not in seen:
+                    raise ValueError(
+                        f"scope.overrides.{country} names unknown rule {rule_id!r}; "
+                        f"rules are: {', '.join(sorted(seen))}"
+                    )
+        steps = [s.id for s in self.penalties.ladder]
+        if len(set(steps)) != len(steps):
+            raise ValueError("duplicate step id in penalties.ladder")
+        return self
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded policy: the validated document, where it came from and its content hash."""
+
+    document: PolicyDocument
+    path: str
+    sha256: str
+    exemptions: tuple[Exemption, ...] = ()
+    exemptions_sha256: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.document.id
+
+    @property
+    def version(self) -> str:
+        return str(self.document.version)
+
+    def rule(self, rule_id: str) -> TextRule:
+        for rule in self.document.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def delisting_active(self, as_of: datetime) -> bool:
+        ms = self.document.milestones
+        return as_of >= ms.starts(ms.delisting_from)
+
+    def penalties_active(self, as_of: datetime) -> bool:
+        ms = self.document.milestones
+        return as_of >= ms.starts(ms.penalties_from)
+
+    def rules_for(self, country: str | None) -> list[TextRule]:
+        """The rules in force for a country of sale (None: the default set)."""
+        override = self.document.scope.overrides.get(country or "")
+        active = []
+        for rule in self.document.rules:
+            on = rule.enabled
+            if override is not None and rule.id in override.add_rules:
+                on = True
+            if override is not None and rule.id in override.drop_rules:
+                on = False
+            if on:
+                active.append(rule)
+        return active
+
+    def country_in_scope(self, country: str) -> bool:
+        countries = self.document.scope.countries
+        return countries == "all" or country in countries
+
+
+class Exemption(_Strict):
+    """A confirmed false positive: compliance exempts a listing or a seller from rules."""
+
+    id: NonEmptyStr
+    listing_id: str | None = None
+    seller_id: str | None = None
+    rules: list[NonEmptyStr] = Field(min_length=1, description='rule ids, or ["*"] for all')
+    reason: NonEmptyStr
+    granted_by: NonEmptyStr
+    granted_at: date
+    expires: date
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Exemption:
+        if (self.listing_id is None) == (self.seller_id is None):
+            raise ValueError(
+                f"exemption {self.id!r} must name exactly one of listing_id, seller_id"
+            )
+        if self.expires < self.granted_at:
+            raise ValueError(f"exemption {self.id!r} expires before it was granted")
+        return self
+
+    def in_force(self, on: date) -> bool:
+        return self.granted_at <= on <= self.expires
+
+
+class ExemptionsDocument(_Strict):
+    policy: NonEmptyStr
+    exemptions: list[Exemption] = Field(default_factory=list)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict:
+    keys: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        keys.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# Dates stay strings for pydantic to parse, so that "2021-13-08" is reported with its key
+# instead of crashing inside the YAML parser.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _format_location(loc: Iterable[int | str], raw: Any) -> str:
+    """rules[3].terms.en, using the rule's id where there is one."""
+    out = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            label = f"[{part}]"
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(item, dict) and "id" in item:
+                label = f"[{part}] (id {item['id']})"
+            out += label
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _problems(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        # Pydantic reports union branches as an extra location element; drop those labels.
+        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("literal")))]
+        where = _format_location(loc, raw)
+        if err["type"] == "extra_forbidden":
+            parent_model = _model_at(model, loc[:-1])
+            valid = (
+                ", ".join(parent_model.model_fields) if parent_model else "see the documentation"
+            )
+            problems.append(f"{where}: unknown key {loc[-1]!r}; valid keys: {valid}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+    return problems
+
+
+def _model_at(model: type[BaseModel], loc: list[int | str]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _inner_model(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _read_yaml(path: Path) -> tuple[Any, bytes]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        return yaml.load(data, Loader=_UniqueKeyLoader), data  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PolicyError(str(path), [f"not valid YAML: {exc}"]) from exc
+
+
+def exemptions_path(policy_path: Path) -> Path:
+    """Exemptions live beside the policy: x.yaml -> x.exemptions.yaml."""
+    return policy_path.with_name(f"{policy_path.stem}.exemptions{policy_path.suffix}")
+
+
+def load_policy(path: str | Path, exemptions: str | Path | None = None) -> Policy:
+    """Load and validate a policy and, if present, the exemptions file beside it."""
+    path = Path(path)
+    raw, data = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise PolicyError(str(path), ["(top level): expected a mapping of keys such as id, rules"])
+    # Top-level keys starting with "x-" hold YAML anchors shared by rules (as in OpenAPI).
+    raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        document = PolicyDocument.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(str(path), _problems(exc, raw, PolicyDocument)) from None
+
+    ex_path = Path(exemptions) if exemptions is not None else exemptions_path(path)
+    granted: tuple[Exemption, ...] = ()
+    ex_sha = None
+    if ex_path.exists():
+        granted, ex_sha = _load_exemptions(ex_path, document)
+    elif exemptions is not None:
+        raise PolicyError(str(ex_path), ["exemptions file does not exist"])
+    return Policy(document, str(path), hashlib.sha256(data).hexdigest(), granted, ex_sha)
+
+
+def _load_exemptions(path: Path, document: PolicyDocument) -> tuple[tuple[Exemption, ...], str]:
+    raw, data = _read_yaml(path)
+    if raw is None:
+        raw = {"policy": document.id, "exemptions": []}
+    try:
+        parsed = ExemptionsDocument.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(str(path), _problems(exc, raw, ExemptionsDocument)) from None
+    problems = []
+    if parsed.policy != document.id:
+        problems.append(f"policy: names {parsed.policy!r}, but the policy is {document.id!r}")
+    known = {r.id for r in document.rules} | {
+        CATEGORY_RULE_PREFIX + c.path for c in document.prohibited_categories
+    }
+    ids: set[str] = set()
+    for i, ex in enumerate(parsed.exemptions):
+        if ex.id in ids:
+            problems.append(f"exemptions[{i}] (id {ex.id}): duplicate exemption id")
+        ids.add(ex.id)
+        for rule_id in ex.rules:
+            if rule_id != "*" and rule_id not in known:
+                problems.append(
+                    f"exemptions[{i}] (id {ex.id}).rules: unknown rule {rule_id!r}; "
+                    f"valid: *, {', '.join(sorted(known))}"
+                )
+    if problems:
+        raise PolicyError(str(path), problems)
+    return tuple(parsed.exemptions), hashlib.sha256(data).hexdigest()
+
+
+def category_rule_id(path: str) -> str:
+    return CATEGORY_RULE_PREFIX + path

@@ -1,0 +1,230 @@
+"""The catalogue snapshot: Parquet files (a file, a folder, a glob, or an s3:// prefix).
+
+Everything about a snapshot is checked before anything is acted on: each file is opened, its
+columns are found (through the column mapping) and their types checked. A problem is a
+SnapshotError that names the file and the column.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from catalogue_purge.errors import SnapshotError
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (pa.types.is_dictionary(t) and _is_text(t.value_type))
+        or pa.types.is_string_view(t)
+    )
+
+
+def _is_text_or_null(t: pa.DataType) -> bool:
+    """Optional text: a part whose values are all missing may store the column as null."""
+    return _is_text(t) or pa.types.is_null(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_integer(t)
+
+
+# Contract column -> (check, expected type in words, required)
+COLUMNS: dict[str, tuple] = {
+    "listing_id": (_is_text, "string", True),
+    "seller_id": (_is_text, "string", True),
+    "title": (_is_text, "string", True),
+    "description": (_is_text_or_null, "string", True),
+    "category_path": (_is_text, "string", True),
+    "category_id": (_is_text_or_null, "string", False),
+    "country_of_sale": (_is_text, "string (ISO 3166-1 alpha-2)", True),
+    "status": (_is_text, "string (ACTIVE, INACTIVE, DELISTED)", True),
+    "price": (_is_number, "double", False),
+    "currency": (_is_text_or_null, "string", False),
+    "updated_at": (pa.types.is_timestamp, "timestamp", True),
+}
+SWEEP_COLUMNS = (
+    "listing_id",
+    "seller_id",
+    "title",
+    "description",
+    "category_path",
+    "country_of_sale",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    path: str
+    size: int
+    rows: int
+    row_groups: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A resolved, checked snapshot."""
+
+    location: str
+    files: tuple[SnapshotFile, ...]
+    filesystem: pafs.FileSystem
+    columns: Mapping[str, str] = field(default_factory=dict)  # contract name -> source name
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def fingerprint(self) -> dict:
+        """What a manifest records so an auditor can tell which snapshot a run read."""
+        digest = hashlib.sha256()
+        for f in self.files:
+            digest.update(f"{f.path}\0{f.size}\0{f.rows}\n".encode())
+        return {
+            "location": self.location,
+            "files": [
+                {"path": f.path, "size": f.size, "rows": f.rows, "row_groups": f.row_groups}
+                for f in self.files
+            ],
+            "rows": self.rows,
+            "sha256": digest.hexdigest(),
+        }
+
+    def source_column(self, name: str) -> str:
+        return self.columns.get(name, name)
+
+    def dataset(self, file: SnapshotFile | None = None) -> ds.Dataset:
+        paths = [file.path] if file else [f.path for f in self.files]
+        return ds.dataset(paths, format="parquet", filesystem=self.filesystem)
+
+
+def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem, pointed at AWS_ENDPOINT_URL when set (moto locally)."""
+    endpoint = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    region = (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+    if endpoint:
+        parsed = urlparse(endpoint)
+        return pafs.S3FileSystem(
+            endpoint_override=parsed.netloc or parsed.path,
+            scheme=parsed.scheme or "https",
+            region=region,
+            allow_bucket_creation=False,
+        )
+    return pafs.S3FileSystem(region=region)
+
+
+def _list_files(
+    location: str, filesystem: pafs.FileSystem | None
+) -> tuple[list[str], pafs.FileSystem]:
+    if location.startswith("s3://"):
+        fs = filesystem or s3_filesystem()
+        prefix = location.removeprefix("s3://").rstrip("/")
+        try:
+            info = fs.get_file_info(prefix)
+            if info.type == pafs.FileType.File:
+                return [prefix], fs
+            infos = fs.get_file_info(
+                pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
+            )
+        except OSError as exc:
+            raise SnapshotError(f"cannot list snapshot {location}: {exc}") from exc
+        files = sorted(
+            i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+        )
+        return files, fs
+    fs = filesystem or pafs.LocalFileSystem()
+    path = Path(location)
+    if path.is_file():
+        return [str(path.resolve())], fs
+    if path.is_dir():
+        return sorted(str(p.resolve()) for p in path.rglob("*.parquet")), fs
+    if any(ch in location for ch in "*?["):
+        return sorted(
+            str(Path(p).resolve()) for p in glob.glob(location, recursive=True) if Path(p).is_file()
+        ), fs
+    raise SnapshotError(
+        f"snapshot {location} does not exist (expected a Parquet file, a folder, a glob or s3://bucket/prefix)"
+    )
+
+
+def open_snapshot(
+    location: str,
+    columns: Mapping[str, str] | None = None,
+    filesystem: pafs.FileSystem | None = None,
+    required: tuple[str, ...] | None = None,
+) -> Snapshot:
+    """Resolve and check a snapshot. `columns` maps contract names to the export's names."""
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(COLUMNS))
+    if unknown:
+        raise SnapshotError(
+            f"column mapping names unknown contract column(s) {', '.join(unknown)}; "
+            f"contract columns are: {', '.join(COLUMNS)}"
+        )
+    paths, fs = _list_files(location, filesystem)
+    if not paths:
+        raise SnapshotError(f"snapshot {location} holds no .parquet file")
+    needed = required or tuple(c for c, (_, _, req) in COLUMNS.items() if req)
+    files = []
+    for path in paths:
+        try:
+            with fs.open_input_file(path) as handle:
+                meta = pq.ParquetFile(handle).metadata
+                schema = meta.schema.to_arrow_schema()
+                size = handle.size()
+        except (OSError, pa.ArrowException) as exc:
+            raise SnapshotError(
+                f"cannot read {_display(location, path)} as Parquet: {exc}"
+            ) from exc
+        _check_schema(_display(location, path), schema, columns, needed)
+        files.append(SnapshotFile(path, size, meta.num_rows, meta.num_row_groups))
+    return Snapshot(location, tuple(files), fs, columns)
+
+
+def _display(location: str, path: str) -> str:
+    return f"s3://{path}" if location.startswith("s3://") else path
+
+
+def _check_schema(
+    where: str, schema: pa.Schema, columns: Mapping[str, str], needed: tuple[str, ...]
+) -> None:
+    problems = []
+    for name in needed:
+        source = columns.get(name, name)
+        index = schema.get_field_index(source)
+        mapped = f" (mapped from {source!r})" if source != name else ""
+        if index < 0:
+            hint = f"; map it with --map {name}=<column>" if source == name else ""
+            problems.append(f"missing column {source!r}{mapped}{hint}")
+            continue
+        check, expected, _ = COLUMNS[name]
+        actual = schema.field(index).type
+        if not check(actual):
+            problems.append(f"column {source!r}{mapped} has type {actual}, expected {expected}")
+    if problems:
+        raise SnapshotError(
+            f"{where}: " + "; ".join(problems) + f". Columns present: {', '.join(schema.names)}"
+        )

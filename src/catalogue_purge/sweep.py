@@ -1,0 +1,389 @@
+"""The sweep: find every listing of a snapshot that the policy catches, with the evidence.
+
+DuckDB is the query engine: it scans each Parquet part (streaming, row group by row group, in
+parallel) and calls the matcher's screen as an Arrow UDF over whole vectors of titles and
+descriptions. Only listings in a prohibited category or whose text passes the screen come
+back to Python, where the precise match decides which rules fire. The decisions themselves
+(category, delist or review, evasion, exemptions) are made in SQL (sql/classify_findings.sql).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time as _time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalogue_purge.engine import connect, load_sql
+from catalogue_purge.errors import SnapshotError
+from catalogue_purge.matcher import Matcher
+from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
+from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
+
+FINDINGS_FILE = "findings.parquet"
+SWEEP_FILE = "sweep.json"
+
+EVIDENCE_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("rule_id", pa.string()),
+        ("action", pa.string()),
+        ("term", pa.string()),
+        ("field", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+CANDIDATE_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("seller_id", pa.string()),
+        ("country_of_sale", pa.string()),
+        ("category_path", pa.string()),
+        ("title", pa.string()),
+        ("prohibited_category", pa.string()),
+    ]
+)
+EXEMPTION_SCHEMA = pa.schema(
+    [
+        ("exemption_id", pa.string()),
+        ("listing_id", pa.string()),
+        ("seller_id", pa.string()),
+        ("rule_id", pa.string()),
+    ]
+)
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("seller_id", pa.string()),
+        ("country_of_sale", pa.string()),
+        ("category_path", pa.string()),
+        ("decision", pa.string()),
+        ("rule_ids", pa.list_(pa.string())),
+        ("matched_terms", pa.list_(pa.string())),
+        ("evasion", pa.bool_()),
+        ("title", pa.string()),
+        ("prohibited_category", pa.string()),
+        (
+            "evidence",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("rule_id", pa.string()),
+                        ("term", pa.string()),
+                        ("field", pa.string()),
+                        ("text", pa.string()),
+                        ("exemption_id", pa.string()),
+                    ]
+                )
+            ),
+        ),
+        ("exemption_ids", pa.list_(pa.string())),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    findings: pa.Table
+    policy_id: str
+    policy_version: str
+    policy_sha256: str
+    exemptions_sha256: str | None
+    as_of: datetime
+    acting: bool
+    snapshot: dict
+    rows_scanned: int
+    candidates: int
+    seconds: float
+
+    def summary(self) -> dict:
+        return summarise(self.findings) | {
+            "rows_scanned": self.rows_scanned,
+            "candidates": self.candidates,
+            "acting": self.acting,
+        }
+
+    def record(self) -> dict:
+        """What sweep.json holds: enough to know exactly what produced the findings."""
+        return {
+            "policy": {
+                "id": self.policy_id,
+                "version": self.policy_version,
+                "sha256": self.policy_sha256,
+                "exemptions_sha256": self.exemptions_sha256,
+            },
+            "as_of": self.as_of.isoformat(),
+            "snapshot": self.snapshot,
+            "findings_sha256": None,
+            "seconds": round(self.seconds, 3),
+            "summary": self.summary(),
+        }
+
+
+ProgressCallback = Callable[[int], None]
+
+
+def summarise(findings: pa.Table) -> dict:
+    """Counts by decision, by rule and by country (evasions counted apart)."""
+    con = connect(threads=1)
+    con.register("findings", findings)
+    by_decision = dict(con.execute(load_sql("summary_by_decision")).fetchall())
+    by_rule = {
+        r: dict(zip(["delist", "review", "exempted"], rest, strict=True))
+        for r, *rest in con.execute(load_sql("summary_by_rule")).fetchall()
+    }
+    by_country = {
+        c: dict(zip(["delist", "review", "exempted"], rest, strict=True))
+        for c, *rest in con.execute(load_sql("summary_by_country")).fetchall()
+    }
+    evasions = con.execute("SELECT count(*) FROM findings WHERE evasion").fetchone()
+    con.close()
+    return {
+        "findings": findings.num_rows,
+        "by_decision": by_decision,
+        "evasions": evasions[0] if evasions else 0,
+        "by_rule": by_rule,
+        "by_country": by_country,
+    }
+
+
+def _prohibited_prefixes(policy: Policy) -> list[str]:
+    return [c.path + CATEGORY_SEPARATOR for c in policy.document.prohibited_categories]
+
+
+def _exemptions_table(policy: Policy, on: date) -> pa.Table:
+    rows = []
+    for ex in policy.exemptions:
+        if not ex.in_force(on):
+            continue
+        for rule_id in ex.rules:
+            rows.append(
+                {
+                    "exemption_id": ex.id,
+                    "listing_id": ex.listing_id,
+                    "seller_id": ex.seller_id,
+                    "rule_id": rule_id,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=EXEMPTION_SCHEMA)
+
+
+def _listings_relation(
+    con: duckdb.DuckDBPyConnection, snapshot: Snapshot, index: int
+) -> duckdb.DuckDBPyRelation:
+    """One part of the snapshot as a relation with the contract's column names.
+
+    Local files are read by DuckDB's own Parquet reader; S3 objects through pyarrow's S3
+    filesystem (DuckDB's httpfs would download itself at run time). Columns are renamed with
+    the relational API, so no name from a mapping is ever pasted into SQL text.
+    """
+    part = snapshot.files[index]
+    if snapshot.is_local:
+        rel = con.read_parquet(part.path)
+    else:
+        rel = con.from_arrow(snapshot.dataset(part))
+    projection = [
+        duckdb.ColumnExpression(snapshot.source_column(name)).alias(name) for name in SWEEP_COLUMNS
+    ]
+    return rel.select(*projection)
+
+
+def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+    """Stage 2 over the screened rows: the evidence of every rule that fires, and the rows that
+    are findings (a rule fired, or the listing is in a prohibited category)."""
+    titles = batch.column("title").to_pylist()
+    descriptions = batch.column("description").to_pylist()
+    listing_ids = batch.column("listing_id").to_pylist()
+    countries = batch.column("country_of_sale").to_pylist()
+    prohibited = batch.column("prohibited_category").to_pylist()
+    title_hits = matcher.match_texts(titles)
+    description_hits = matcher.match_texts(descriptions)
+    evidence: dict[str, list] = {name: [] for name in EVIDENCE_SCHEMA.names}
+    keep = []
+    for i, listing_id in enumerate(listing_ids):
+        fired = matcher.decide(countries[i], title_hits[i], description_hits[i])
+        for match in fired:
+            for hit in match.hits:
+                evidence["listing_id"].append(listing_id)
+                evidence["rule_id"].append(match.rule_id)
+                evidence["action"].append(match.action.value)
+                evidence["term"].append(hit.term)
+                evidence["field"].append(hit.field)
+                evidence["text"].append(hit.text)
+        keep.append(bool(fired) or prohibited[i] is not None)
+    kept = pa.Table.from_batches([batch]).filter(pa.array(keep, type=pa.bool_()))
+    kept = kept.select(CANDIDATE_SCHEMA.names).cast(CANDIDATE_SCHEMA)
+    return kept, pa.table(evidence, schema=EVIDENCE_SCHEMA)
+
+
+def _screen_function(matcher: Matcher, progress: ProgressCallback | None) -> Callable:
+    def screen_text(title: pa.Array, description: pa.Array) -> pa.Array:
+        mask = matcher.screen(title) | matcher.screen(description)
+        if progress is not None:
+            progress(len(title))
+        return pa.array(mask, type=pa.bool_())
+
+    return screen_text
+
+
+def iter_candidate_batches(
+    con: duckdb.DuckDBPyConnection, snapshot: Snapshot, policy: Policy, index: int
+) -> Iterator[pa.RecordBatch]:
+    countries = policy.document.scope.countries
+    params = {
+        "prefixes": _prohibited_prefixes(policy),
+        "countries": None if countries == "all" else list(countries),
+    }
+    _listings_relation(con, snapshot, index).create_view("listings", replace=True)
+    reader = con.sql(load_sql("screen_listings"), params=params).to_arrow_reader(50_000)
+    yield from reader
+
+
+def sweep(
+    snapshot: Snapshot,
+    policy: Policy,
+    as_of: datetime,
+    *,
+    progress: ProgressCallback | None = None,
+    on_file_done: Callable[[int], None] | None = None,
+    threads: int | None = None,
+    matcher: Matcher | None = None,
+) -> SweepResult:
+    """Sweep the snapshot with the policy as of a time. Before the policy's delisting date the
+    sweep finds nothing to act on (and scans nothing)."""
+    started = _time.perf_counter()
+    base = {
+        "policy_id": policy.id,
+        "policy_version": policy.version,
+        "policy_sha256": policy.sha256,
+        "exemptions_sha256": policy.exemptions_sha256,
+        "as_of": as_of,
+        "snapshot": snapshot.fingerprint(),
+    }
+    if not policy.delisting_active(as_of):
+        return SweepResult(
+            findings=FINDINGS_SCHEMA.empty_table(),
+            acting=False,
+            rows_scanned=0,
+            candidates=0,
+            seconds=_time.perf_counter() - started,
+            **base,
+        )
+    matcher = matcher or Matcher(policy)
+    con = connect(threads=threads)
+    con.create_function(
+        "screen_text",
+        _screen_function(matcher, progress),
+        [duckdb.sqltype("VARCHAR"), duckdb.sqltype("VARCHAR")],
+        duckdb.sqltype("BOOLEAN"),
+        type="arrow",
+        null_handling="special",
+    )
+    kept: list[pa.Table] = []
+    evidence: list[pa.Table] = []
+    candidates = 0
+    for index, part in enumerate(snapshot.files):
+        try:
+            for batch in iter_candidate_batches(con, snapshot, policy, index):
+                candidates += batch.num_rows
+                rows, hits = _match_candidates(matcher, batch)
+                kept.append(rows)
+                evidence.append(hits)
+        except (
+            duckdb.IOException,
+            duckdb.InvalidInputException,
+            duckdb.ConversionException,
+            pa.ArrowException,
+            OSError,
+        ) as exc:
+            raise SnapshotError(f"cannot sweep {part.path}: {exc}") from exc
+        if on_file_done is not None:
+            on_file_done(index)
+
+    con.register("candidates", pa.concat_tables(kept) if kept else CANDIDATE_SCHEMA.empty_table())
+    con.register(
+        "evidence", pa.concat_tables(evidence) if evidence else EVIDENCE_SCHEMA.empty_table()
+    )
+    local_day = as_of.astimezone(
+        policy.document.milestones.starts(policy.document.milestones.delisting_from).tzinfo
+    ).date()
+    con.register("exemptions", _exemptions_table(policy, local_day))
+    findings = con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
+    con.close()
+    return SweepResult(
+        findings=findings,
+        acting=True,
+        rows_scanned=snapshot.rows,
+        candidates=candidates,
+        seconds=_time.perf_counter() - started,
+        **base,
+    )
+
+
+def write_findings(result: SweepResult, out_dir: str | Path) -> Path:
+    """Write DIR/findings.parquet and DIR/sweep.json, each atomically (temp file, then rename),
+    so a failed sweep never leaves a findings file that looks complete."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / FINDINGS_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".findings-", suffix=".parquet", dir=out)
+    os.close(fd)
+    try:
+        pq.write_table(result.findings, tmp, compression="zstd")
+        digest = _sha256(Path(tmp))
+        record = result.record() | {"findings_sha256": digest}
+        fd, tmp_json = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2, ensure_ascii=False, default=str)
+        os.replace(tmp, target)
+        os.replace(tmp_json, out / SWEEP_FILE)
+    finally:
+        for leftover in out.glob(".findings-*"):
+            leftover.unlink(missing_ok=True)
+        for leftover in out.glob(".sweep-*"):
+            leftover.unlink(missing_ok=True)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_findings(out_dir: str | Path) -> pa.Table:
+    return pq.read_table(Path(out_dir) / FINDINGS_FILE)
+
+
+def decisions(findings: pa.Table) -> dict[str, str]:
+    """listing_id -> decision: a convenience for tests and reports."""
+    return dict(
+        zip(
+            findings.column("listing_id").to_pylist(),
+            findings.column("decision").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+__all__ = [
+    "FINDINGS_SCHEMA",
+    "SweepResult",
+    "decisions",
+    "pc",
+    "read_findings",
+    "sweep",
+    "write_findings",
+]

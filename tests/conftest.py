@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalogue_purge.matcher import Matcher
+from catalogue_purge.policy import Policy, load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_POLICY = ROOT / "policies" / "crypto-mining-2021.yaml"
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy(SHIPPED_POLICY)
+
+
+@pytest.fixture(scope="session")
+def matcher(policy: Policy) -> Matcher:
+    return Matcher(policy)
+
+
+def listing(listing_id: str, title: str, category: str = "Home & Garden > Decor", **extra) -> dict:
+    row = {
+        "listing_id": listing_id,
+        "seller_id": extra.pop("seller_id", "S-1"),
+        "title": title,
+        "description": extra.pop("description", None),
+        "category_path": category,
+        "category_id": extra.pop("category_id", "C-1"),
+        "country_of_sale": extra.pop("country_of_sale", "US"),
+        "status": extra.pop("status", "ACTIVE"),
+        "price": float(extra.pop("price", 10.0)),
+        "currency": extra.pop("currency", "USD"),
+        "updated_at": extra.pop("updated_at", datetime(2021, 10, 1, tzinfo=UTC)),
+    }
+    assert not extra, extra
+    return row
+
+
+def write_listings(path: Path, rows: list[dict], rename: dict[str, str] | None = None) -> Path:
+    table = pa.Table.from_pylist(rows)
+    table = table.set_column(
+        table.schema.get_field_index("updated_at"),
+        "updated_at",
+        table.column("updated_at").cast(pa.timestamp("us", tz="UTC")),
+    )
+    if rename:
+        table = table.rename_columns([rename.get(n, n) for n in table.column_names])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path

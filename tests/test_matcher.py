@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from catalogue_purge.matcher import Matcher
+from catalogue_purge.normalise import normalise
+from catalogue_purge.policy import load_policy
+
+from .evaluation.labelled import load_listings
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ＡＮＴＭＩＮＥＲ Ｓ１９", "antminer s19"),
+        ("Antminer&nbsp;S19&amp;nbsp;Pro", "antminer s19 pro"),
+        ("<b>ASIC</b><br>miner", "asic miner"),
+        ("Minería de Bitcoin", "mineria de bitcoin"),
+        ("A.n.t-miner", "a n t miner"),
+        ("an\u200btminer", "antminer"),
+        ("蚂蚁antminer矿机", "蚂蚁 antminer 矿机"),
+        (None, ""),
+    ],
+)
+def test_normalise(raw, expected):
+    assert normalise(raw) == expected
+
+
+def rules_fired(
+    matcher: Matcher, title: str, description: str | None = None, country: str = "US"
+) -> set[str]:
+    title_hits, description_hits = matcher.match_texts([title]), matcher.match_texts([description])
+    return {m.rule_id for m in matcher.decide(country, title_hits[0], description_hits[0])}
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "A.n.t-miner S19 Pro",
+        "Ant miner S 19 Pro 110TH/s",
+        "ＡＮＴＭＩＮＥＲ Ｓ１９",
+        "a n t m i n e r s19",
+        "Antminer&nbsp;S19",
+        "Bitmain ANTMINER",
+    ],
+)
+def test_obfuscated_brand_is_caught(matcher, title):
+    assert "asic-miner-brands" in rules_fired(matcher, title)
+
+
+@pytest.mark.parametrize(
+    ("title", "description"),
+    [
+        ("Coal mining drill bit 42mm", "For underground coal mining."),
+        ("Minecraft diamond pickaxe foam toy", None),
+        ("LED headlamp for miners, rechargeable", None),
+        ("Bitcoin souvenir coin, gold plated, commemorative 1 BTC", None),
+        ("Mastering Bitcoin 2nd edition (book)", None),
+        ("RTX 3080 gaming graphics card, never used for mining", None),
+        ("Dell 750W server power supply for PowerEdge R730", None),
+        ("14k gold shell earrings", None),
+    ],
+)
+def test_look_alikes_stay_listed(matcher, title, description):
+    assert rules_fired(matcher, title, description) == set()
+
+
+def test_country_override_adds_a_rule(matcher):
+    title = "USDT OTC 承兑 代购比特币"
+    assert "crypto-trading-services" in rules_fired(matcher, title, country="CN")
+    assert "crypto-trading-services" not in rules_fired(matcher, title, country="US")
+
+
+def test_requires_any_needs_context(matcher):
+    assert "asic-model-numbers" not in rules_fired(matcher, "S19 router 4 ports")
+    assert "asic-model-numbers" in rules_fired(matcher, "S19 95T SHA256 heater")
+
+
+def test_screen_lets_through_every_listing_the_rules_catch(matcher):
+    """The screen must be a superset of what the precise match catches, or listings are missed."""
+    rows = load_listings()
+    titles = [r["title"] for r in rows]
+    descriptions = [r["description"] for r in rows]
+    screened = matcher.screen(pa.array(titles)) | matcher.screen(pa.array(descriptions))
+    title_hits, description_hits = matcher.match_texts(titles), matcher.match_texts(descriptions)
+    caught = [
+        bool(matcher.decide(r["country_of_sale"], th, dh))
+        for r, th, dh in zip(rows, title_hits, description_hits, strict=True)
+    ]
+    assert sum(caught) > 150
+    missed = [rows[i]["listing_id"] for i, c in enumerate(caught) if c and not screened[i]]
+    assert missed == []
+
+
+def test_screen_on_sliced_and_null_arrays(matcher):
+    column = pa.array(["nothing here", None, "Antminer S9", "plain", None])
+    assert matcher.screen(column).tolist() == [False, False, True, False, False]
+    assert matcher.screen(column.slice(2)).tolist() == [True, False, False]
+    assert matcher.screen(pa.array([None, None], pa.string())).tolist() == [False, False]
+    assert matcher.screen(pa.array(["Antminer"], pa.large_string())).tolist() == [True]
+
+
+def test_terms_are_literals_not_code(tmp_path):
+    text = """\
+id: injection
+version: 1
+title: t
+milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
+rules:
+  - id: quoted
+    description: a term full of SQL and regex syntax
+    action: delist
+    terms: {en: ["O'Brien'); DROP TABLE listings;--", "a.b*c"]}
+penalties: {ladder: [{id: warning, description: w}]}
+"""
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    matcher = Matcher(load_policy(path))
+    assert rules_fired(matcher, "sale: O'Brien'); DROP TABLE listings;-- today") == {"quoted"}
+    assert rules_fired(matcher, "aXbbbc") == set()
