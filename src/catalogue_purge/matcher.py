@@ -43,11 +43,12 @@ _SPLIT_SEPARATORS = (" ", ".", "-", "_")
 _WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
 _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b": "b8"}
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
-# normalised and matched precisely. Full-width forms (U+FF01-FF5E), zero-width and invisible
+# normalised and matched precisely. Full-width letters and digits (not the full-width
+# punctuation every Chinese text has), zero-width and invisible
 # characters, soft hyphen, numeric character references, combining accents, and leet digits
 # inside words.
 _DETECTORS = (
-    rb"\xef\xbc[\x81-\xbf]|\xef\xbd[\x80-\x9e]",
+    rb"\xef\xbc[\x90-\x99\xa1-\xba]|\xef\xbd[\x81-\x9a]",
     rb"\xe2\x80[\x8b-\x8d]|\xe2\x81\xa0|\xef\xbb\xbf|\xc2\xad",
     rb"&#",
     rb"\xcc[\x80-\xbf]|\xcd[\x80-\xaf]",
@@ -253,7 +254,12 @@ class Matcher:
                         screen.extend(screen_anchors(term))
             for regex in rule.regexes:
                 policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
-                screen.append(_screen_regex(regex, keep_right_edge=bool(rule.requires_any)))
+                if rule.requires_any:
+                    # A regex that needs context is screened by its context terms: a bare
+                    # "110t" is too common to screen on, "sha256" is not.
+                    screen.extend(a for t in rule.requires_any for a in screen_anchors(t))
+                else:
+                    screen.append(_screen_regex(regex))
         long_anchors = [a for a in dict.fromkeys(screen) if not is_short_anchor(a)]
         short_anchors = [a for a in dict.fromkeys(screen) if is_short_anchor(a)]
         screen = long_anchors + list(_DETECTORS) + short_anchors
@@ -467,16 +473,13 @@ def compact_literals(term: str) -> list[bytes]:
     return [f.encode() for f in sorted(forms)]
 
 
-def _screen_regex(regex: str, keep_right_edge: bool) -> bytes:
+def _screen_regex(regex: str) -> bytes:
     """A policy regex applied to raw text: spaces in it may be any run of separators, and its
     word edges are dropped (rows lie back to back in the buffer, so an edge could see the
-    neighbouring row), which only lets more rows through. A regex whose rule also needs
-    context keeps its right edge as \\b: a bare "110t" is too common to screen on, and such a
-    rule only sends listings to review."""
+    neighbouring row), which only lets more rows through."""
     screen = regex.replace(" ?", r"[\W_]{0,6}").replace(" ", r"[\W_]{1,6}")
-    for edge in ("(?:^|[^a-z0-9])", "(?:$|[^0-9])"):
+    for edge in ("(?:^|[^a-z0-9])", "(?:$|[^a-z0-9])", "(?:$|[^0-9])"):
         screen = screen.replace(edge, "")
-    screen = screen.replace("(?:$|[^a-z0-9])", r"\b" if keep_right_edge else "")
     return screen.encode()
 
 
