@@ -104,7 +104,6 @@ def run_regexp(folder: Path) -> dict:
 
 
 def run_pandas(folder: Path, rows: int) -> dict:
-    import pandas as pd
     import pyarrow.dataset as ds
 
     table = ds.dataset(str(folder)).head(rows, columns=["title", "description", "category_path"])

@@ -45,15 +45,12 @@ _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
 # normalised and matched precisely. Full-width letters and digits (not the full-width
 # punctuation every Chinese text has), zero-width and invisible
-# characters, soft hyphen, numeric character references, combining accents, and leet digits
-# inside words.
+# characters, soft hyphen, numeric character references and combining accents.
 _DETECTORS = (
     rb"\xef\xbc[\x90-\x99\xa1-\xba]|\xef\xbd[\x81-\x9a]",
     rb"\xe2\x80[\x8b-\x8d]|\xe2\x81\xa0|\xef\xbb\xbf|\xc2\xad",
     rb"&#",
     rb"\xcc[\x80-\xbf]|\xcd[\x80-\xaf]",
-    # leet inside a word ("h1ve 0s", "b1tc oin"): spellings the anchors cannot enumerate
-    rb"[a-z][0134][a-z]{2}",
 )
 _ASCII_ALNUM = np.zeros(256, dtype=bool)
 for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789":
@@ -153,7 +150,10 @@ def _word_anchors(word: str) -> set[str]:
     chunks = _alnum_chunks(compact)
     if len(chunks) > 1:
         anchors |= {sep.join(chunks) for sep in _SPLIT_SEPARATORS}
-    return anchors | _leet_variants(compact)
+    leet = _leet_variants(compact)
+    # leet spellings split once by a space ("h1ve 0s")
+    anchors |= {v[:k] + " " + v[k:] for v in leet for k in range(2, len(v) - 1)}
+    return anchors | leet
 
 
 def screen_anchors(term: str) -> list[bytes]:

@@ -250,6 +250,13 @@ LOOKALIKES = [
     ("Casco de minero con lámpara", "Tools > Industrial > Mining Equipment"),
     ("Ethernet cable Cat6 10m", "Computer & Office > Networking"),
 ]
+TITLE_EXTRAS = [
+    "new", "2021", "hot sale", "free shipping", "original", "in stock", "wholesale", "gift",
+    "premium", "official store", "limited", "fast delivery", "best seller", "local warehouse",
+    "包邮", "正品", "现货", "新款", "Новинка", "в наличии", "envío gratis", "frete grátis",
+    "oferta", "promoção", "großhandel", "livraison gratuite", "✨", "🔥", "(2 pcs)", "(3 pack)",
+    "XL", "M",
+]
 PROHIBITED_SHARE = 0.005
 LOOKALIKE_SHARE = 0.004
 MISSING_DESCRIPTION_SHARE = 0.1
@@ -289,6 +296,11 @@ def generate_table(rows: int, seed: int, start: int = 0) -> pa.Table:
         by_lang_index.setdefault(lang, []).append(i)
     pick = rng.integers(0, 1 << 30, size=rows)
 
+    # Real listings are nearly all distinct (model numbers, SKUs, sizes, shipping notes): without
+    # that, Parquet dictionary-encodes the text and a scan never touches most of it.
+    skus = rng.integers(0, 36**6, size=rows)
+    grams = rng.integers(50, 5000, size=rows)
+    extras = rng.integers(0, len(TITLE_EXTRAS), size=(rows, 2))
     titles, descriptions, categories = [], [], []
     for i in range(rows):
         k = kind[i]
@@ -303,13 +315,16 @@ def generate_table(rows: int, seed: int, start: int = 0) -> pa.Table:
             t = pool[pick[i] % len(pool)]
             title = titles_t[t].format(n=numbers[i], s=sizes[i], c=colours[i])
             category = categories_t[t]
-        titles.append(title)
+        sku = np.base_repr(int(skus[i]), 36)
+        a, b = extras[i]
+        titles.append(f"{title} {TITLE_EXTRAS[a]} {TITLE_EXTRAS[b]} {sku}")
         categories.append(category)
         if missing[i]:
             descriptions.append(None)
         else:
             sentences = DESCRIPTIONS[lang if lang in DESCRIPTIONS else "en"]
-            descriptions.append(" ".join(sentences[j % len(sentences)] for j in desc_choice[i]))
+            body = " ".join(sentences[j % len(sentences)] for j in desc_choice[i])
+            descriptions.append(f"{body} SKU {sku}-{desc_choice[i][0]}, {grams[i]} g.")
     updated = datetime(2021, 10, 1, tzinfo=UTC)
     return pa.table(
         {
@@ -331,6 +346,7 @@ def generate_table(rows: int, seed: int, start: int = 0) -> pa.Table:
 
 def generate_snapshot(
     out: str | Path,
+    *,
     rows: int,
     files: int = 1,
     row_group_size: int = 120_000,
