@@ -21,7 +21,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogue_purge.engine import connect, load_sql
@@ -377,13 +376,3 @@ def decisions(findings: pa.Table) -> dict[str, str]:
         )
     )
 
-
-__all__ = [
-    "FINDINGS_SCHEMA",
-    "SweepResult",
-    "decisions",
-    "pc",
-    "read_findings",
-    "sweep",
-    "write_findings",
-]
