@@ -28,11 +28,17 @@ _CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-
 _CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[^\s{_CJK}])|(?<=[^\s{_CJK}])(?=[{_CJK}])")
 
 
+# Every combining mark of the Basic Multilingual Plane, deleted by str.translate in one C pass.
+_COMBINING = dict.fromkeys(
+    (cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))), None
+)
+
+
 def _strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     if decomposed.isascii():
         return decomposed
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return decomposed.translate(_COMBINING)
 
 
 def normalise(text: str | None) -> str:

@@ -110,6 +110,9 @@ class TextRule(_Strict):
         default_factory=dict
     )
     regexes: list[NonEmptyStr] = Field(default_factory=list)
+    # Literal words one of which every match of `regexes` contains ("btc", "th/s"): the screen
+    # looks for them instead of running the regexes over every listing.
+    anchors: list[NonEmptyStr] = Field(default_factory=list)
     requires_any: list[NonEmptyStr] = Field(default_factory=list)
     exclusions: list[NonEmptyStr] = Field(default_factory=list)
 
@@ -135,6 +138,8 @@ class TextRule(_Strict):
     def _something_to_match(self) -> TextRule:
         if not self.terms and not self.regexes:
             raise ValueError(f"rule {self.id!r} has neither terms nor regexes")
+        if self.anchors and not self.regexes:
+            raise ValueError(f"rule {self.id!r} has anchors but no regexes for them to screen")
         if not self.fields:
             raise ValueError(f"rule {self.id!r} searches no field")
         return self

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import tempfile
+import threading
 import time as _time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
 
 FINDINGS_FILE = "findings.parquet"
+# Small batches keep the precise match busy while DuckDB scans on (see read_ahead).
+CANDIDATE_BATCH = 4096
+READ_AHEAD = 8
 SWEEP_FILE = "sweep.json"
 
 EVIDENCE_SCHEMA = pa.schema(
@@ -244,8 +249,43 @@ def iter_candidate_batches(
         "countries": None if countries == "all" else list(countries),
     }
     _listings_relation(con, snapshot, index).create_view("listings", replace=True)
-    reader = con.sql(load_sql("screen_listings"), params=params).to_arrow_reader(50_000)
+    reader = con.sql(load_sql("screen_listings"), params=params).to_arrow_reader(CANDIDATE_BATCH)
     yield from reader
+
+
+def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = READ_AHEAD) -> Iterator[pa.RecordBatch]:
+    """Pull the batches in a thread, so that DuckDB scans and screens the next row groups (its
+    work and Hyperscan's release the GIL) while the caller matches the current batch in Python.
+    An error in the scan is raised in the caller."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as exc:  # handed to the caller, which raises it
+            slots.put(exc)
+
+    worker = threading.Thread(target=pump, name="sweep-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while (item := slots.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def sweep(
@@ -293,7 +333,7 @@ def sweep(
     candidates = 0
     for index, part in enumerate(snapshot.files):
         try:
-            for batch in iter_candidate_batches(con, snapshot, policy, index):
+            for batch in read_ahead(iter_candidate_batches(con, snapshot, policy, index)):
                 candidates += batch.num_rows
                 rows, hits = _match_candidates(matcher, batch)
                 kept.append(rows)

@@ -145,8 +145,8 @@ ORDINARY = {
     "Books > Computers & Technology": {
         "en": [
             "Python programming for beginners, {n}rd edition",
-            "Mastering Bitcoin (paperback)",
-            "Data mining: concepts and techniques",
+            "Cooking for two, {n}th edition",
+            "World atlas, large format",
         ],
         "zh": ["Python 编程入门 第{n}版", "区块链技术原理 (平装)"],
         "zt": ["Python 程式設計入門 第{n}版"],
@@ -249,6 +249,7 @@ LOOKALIKES = [
     ),
     ("Casco de minero con lámpara", "Tools > Industrial > Mining Equipment"),
     ("Ethernet cable Cat6 10m", "Computer & Office > Networking"),
+    ("Data mining: concepts and techniques", "Books > Computers & Technology"),
 ]
 TITLE_EXTRAS = [
     "new", "2021", "hot sale", "free shipping", "original", "in stock", "wholesale", "gift",
