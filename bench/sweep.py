@@ -19,6 +19,7 @@ are shared and noisy: compare the ratios within one run, not seconds across runs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import resource
@@ -33,10 +34,8 @@ POLICY = ROOT / "policies" / "crypto-mining-2021.yaml"
 
 def _reset_peak() -> None:
     """Forget the peak RSS so far (the warm-up read), where the kernel allows it."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak_mb() -> float:

@@ -6,7 +6,8 @@
 --               itself and every descendant)
 --   $countries  list of countries of sale in scope, or NULL for every country
 -- Inputs: view `listings` (the snapshot part, columns renamed to the Snapshot contract);
---         function screen_text(title, description) -> BOOLEAN, the matcher's first stage.
+--         function screen_text(text) -> BOOLEAN, the matcher's first stage, given title and
+--         description each followed by a newline (the newline keeps rows apart in its buffer).
 WITH active AS (
     SELECT
         listing_id, seller_id, country_of_sale, category_path, title, description,
@@ -19,4 +20,4 @@ SELECT
     listing_id, seller_id, country_of_sale, category_path, title, description,
     left(prefix, length(prefix) - 3) AS prohibited_category
 FROM active
-WHERE prefix IS NOT NULL OR screen_text(title, description)
+WHERE prefix IS NOT NULL OR screen_text(concat(title, chr(10), description, chr(10)))

@@ -82,7 +82,7 @@ def test_screen_lets_through_every_listing_the_rules_catch(matcher):
     rows = load_listings()
     titles = [r["title"] for r in rows]
     descriptions = [r["description"] for r in rows]
-    screened = matcher.screen(pa.array(titles)) | matcher.screen(pa.array(descriptions))
+    screened = matcher.screen_listings(pa.array(titles), pa.array(descriptions))
     title_hits, description_hits = matcher.match_texts(titles), matcher.match_texts(descriptions)
     caught = [
         bool(matcher.decide(r["country_of_sale"], th, dh))
@@ -93,12 +93,24 @@ def test_screen_lets_through_every_listing_the_rules_catch(matcher):
     assert missed == []
 
 
+def screen(matcher, texts, descriptions=None):
+    titles = pa.array(texts) if not isinstance(texts, pa.Array) else texts
+    if descriptions is None:
+        descriptions = pa.nulls(len(titles), pa.string())
+    return matcher.screen_listings(titles, descriptions).tolist()
+
+
 def test_screen_on_sliced_and_null_arrays(matcher):
     column = pa.array(["nothing here", None, "Antminer S9", "plain", None])
-    assert matcher.screen(column).tolist() == [False, False, True, False, False]
-    assert matcher.screen(column.slice(2)).tolist() == [True, False, False]
-    assert matcher.screen(pa.array([None, None], pa.string())).tolist() == [False, False]
-    assert matcher.screen(pa.array(["Antminer"], pa.large_string())).tolist() == [True]
+    assert screen(matcher, column) == [False, False, True, False, False]
+    assert screen(matcher, column.slice(2)) == [True, False, False]
+    assert screen(matcher, pa.array([None, None], pa.string())) == [False, False]
+    assert screen(matcher, ["plain", "plain"], pa.array([None, "antminer"], pa.large_string())) == [
+        False,
+        True,
+    ]
+    raw = pa.array(["Antminer\n", "plain\n"], pa.large_string())
+    assert matcher.screen(raw).tolist() == [True, False]
 
 
 def test_terms_are_literals_not_code(tmp_path):
@@ -119,3 +131,12 @@ penalties: {ladder: [{id: warning, description: w}]}
     matcher = Matcher(load_policy(path))
     assert rules_fired(matcher, "sale: O'Brien'); DROP TABLE listings;-- today") == {"quoted"}
     assert rules_fired(matcher, "aXbbbc") == set()
+
+
+def test_short_anchors_count_as_whole_words_at_row_edges(matcher):
+    # Rows lie back to back in the Arrow buffer: a short anchor opening or closing a row has
+    # the neighbouring row beside it, unless something keeps them apart.
+    texts = ["BTC 0.01 fast", "sold for 1 ltc", "method", "eth", "4ETH2K", "110TH/s", "s9"]
+    assert screen(matcher, texts) == [True, True, False, True, False, True, True]
+    assert screen(matcher, pa.array(texts).slice(1, 3)) == [True, False, True]
+    assert screen(matcher, ["plain", "plain"], pa.array(["x btc", "ETH first"])) == [True, True]

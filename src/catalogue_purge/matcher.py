@@ -29,6 +29,7 @@ from enum import IntEnum
 import hyperscan
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from catalogue_purge.errors import PolicyError
 from catalogue_purge.normalise import normalise
@@ -52,17 +53,6 @@ _DETECTORS = (
     rb"&#",
     rb"\xcc[\x80-\xbf]|\xcd[\x80-\xaf]",
 )
-# Byte kinds for the whole-word check of short anchors: 1 ASCII letter, 2 digit, 0 other.
-_KIND = np.zeros(256, dtype=np.int8)
-for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
-    _KIND[_c] = 1
-for _c in b"0123456789":
-    _KIND[_c] = 2
-_NO_EDGE = 3  # an anchor that starts or ends with a separator has no word edge to check
-
-
-def _edge_kind(byte: int) -> int:
-    return int(_KIND[byte]) or _NO_EDGE
 _ALNUM_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _WORD_CHARS = "a-z0-9\u00df-\u024f\u0370-\u03ff\u0400-\u04ff"
 
@@ -184,6 +174,20 @@ def screen_anchors(term: str) -> list[bytes]:
     return sorted(a.encode() for a in anchors)
 
 
+def _word_pattern(anchor: bytes) -> bytes:
+    """A short anchor as a whole word inside a row: a separator on each side, except that an
+    amount may come right before a word ("110th/s", "0.5eth"). "method" holds no "eth", and
+    neither does the SKU "4ETH2K"."""
+    left = rb"(?:^|[^a-z])" if anchor[:1].isalpha() else rb"(?:^|[^a-z0-9])"
+    if not anchor[:1].isalnum():
+        left = b""
+    return left + _escape_bytes(anchor) + _right_edge(anchor)
+
+
+def _right_edge(anchor: bytes) -> bytes:
+    return rb"[^a-z0-9]" if anchor[-1:].isalnum() else b""
+
+
 def is_short_anchor(anchor: bytes) -> bool:
     """Anchors with three letters or digits at most ("btc", "l7", "s 19") only count as whole
     words, or they would screen in every SKU; the word edges are checked after the scan (rows
@@ -278,25 +282,25 @@ class Matcher:
         long_anchors = [_escape_bytes(a) for a in unique if not is_short_anchor(a)]
         short_anchors = [a for a in unique if is_short_anchor(a)]
         screen = [
-            *long_anchors, *dict.fromkeys(screen_regexes), *_DETECTORS,
-            *(_escape_bytes(a) for a in short_anchors),
+            *long_anchors,
+            *dict.fromkeys(screen_regexes),
+            *_DETECTORS,
+            *(_word_pattern(a) for a in short_anchors),
         ]
         self.screen_pattern_count = len(screen)
-        self._first_short = len(screen) - len(short_anchors)
-        pad = [0] * self._first_short
-        self._short_lengths = np.array(pad + [len(a) for a in short_anchors], dtype=np.int64)
-        self._first_kind = np.array(pad + [_edge_kind(a[0]) for a in short_anchors], dtype=np.int8)
-        self._last_kind = np.array(pad + [_edge_kind(a[-1]) for a in short_anchors], dtype=np.int8)
         self._screen_db = self._compile(screen, _SCREEN_FLAGS)
         self._literal_keys = list(literals)
         self._literal_targets = [sorted(literals[k]) for k in self._literal_keys]
         self._literal_db = self._compile([_escape_bytes(k) for k in self._literal_keys], 0)
-        self._regex_targets = policy_regexes
+        self._regex_db_targets = [[i] for i in policy_regexes]
         self._regex_db = (
             self._compile([self.patterns[i].term.encode() for i in policy_regexes], _MATCH_FLAGS)
             if policy_regexes
             else None
         )
+        unique: dict[str, int] = {}
+        self._unique_of = [unique.setdefault(r.pattern, len(unique)) for r in self._regexes]
+        self._unique_regexes = [re.compile(pattern) for pattern in unique]
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
         self._pattern_info = [
@@ -344,8 +348,26 @@ class Matcher:
 
     # Stage 1 -----------------------------------------------------------------------------
 
+    def screen_listings(
+        self, titles: pa.Array | pa.ChunkedArray, descriptions: pa.Array | pa.ChunkedArray
+    ) -> np.ndarray:
+        """screen() over listings given as title and description columns."""
+        empty, newline = pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+        joined = pc.binary_join_element_wise(
+            pc.fill_null(titles.cast(pa.large_string()), empty),
+            pc.fill_null(descriptions.cast(pa.large_string()), empty),
+            empty,
+            newline,
+        )
+        return self.screen(pc.binary_join_element_wise(joined, empty, newline))
+
     def screen(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """A boolean mask of the rows whose raw text contains an anchor."""
+        """A boolean mask of the rows whose raw text contains an anchor.
+
+        Each row must end with a newline (the sweep's SQL passes title, newline, description,
+        newline): the rows lie back to back in the Arrow buffer, and the newline is what keeps
+        a short anchor such as "btc" at the end of one row from touching the next row.
+        """
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         n = len(column)
@@ -368,38 +390,17 @@ class Matcher:
         start, end = int(offsets[0]), int(offsets[-1])
         if end == start:
             return mask
-        found: list[tuple[int, int]] = []
+        ends: list[int] = []
         # The data buffer holds the rows back to back; a hit's end offset tells its row.
         self._screen_db.scan(
             memoryview(data_buf)[start:end],
-            match_event_handler=lambda pid, _from, to, _flags, _ctx: found.append((pid, to)),
+            match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to),
             scratch=self._scratch("screen", self._screen_db),
         )
-        if not found:
-            return mask
-        hits = np.asarray(found, dtype=np.int64)
-        ids, ends = hits[:, 0], hits[:, 1] + start
-        rows = np.searchsorted(offsets, ends - 1, side="right") - 1
-        short = ids >= self._first_short
-        if short.any():
-            data = np.frombuffer(data_buf, dtype=np.uint8)
-            keep = ~short | self._whole_word(data, offsets, rows, ends, ids)
-            rows = rows[keep]
-        mask[rows] = True
+        if ends:
+            positions = np.asarray(ends, dtype=np.int64) + (start - 1)
+            mask[np.searchsorted(offsets, positions, side="right") - 1] = True
         return mask
-
-    def _whole_word(
-        self, data: np.ndarray, offsets: np.ndarray, rows: np.ndarray, ends: np.ndarray, ids: np.ndarray
-    ) -> np.ndarray:
-        """Whether each short-anchor hit stands alone: at its row's edge or next to a separator,
-        except that an amount may come right before it ("110ths", "0.5eth"). "method" holds no
-        "eth", and neither does the SKU "4ETH2K"."""
-        begins = ends - self._short_lengths[ids]
-        before = _KIND[data[np.maximum(begins - 1, 0)]]
-        after = _KIND[data[np.minimum(ends, len(data) - 1)]]
-        left = (begins == offsets[rows]) | (before != self._first_kind[ids])
-        right = (ends == offsets[rows + 1]) | (after == 0) | (self._last_kind[ids] == _NO_EDGE)
-        return left & right
 
     # Stage 2 -----------------------------------------------------------------------------
 
@@ -413,14 +414,22 @@ class Matcher:
         squashed = [t.replace(" ", "") for t in normal]
         self._scan_rows(self._literal_db, "literal", squashed, candidates, self._literal_targets)
         if self._regex_db is not None:
-            targets = [[i] for i in self._regex_targets]
-            self._scan_rows(self._regex_db, "regex", normal, candidates, targets)
+            self._scan_rows(self._regex_db, "regex", normal, candidates, self._regex_db_targets)
         hits: list[list[tuple[int, str]]] = [[] for _ in normal]
+        unique_of, compiled = self._unique_of, self._unique_regexes
         for row, pids in enumerate(candidates):
+            if not pids:
+                continue
+            text = normal[row]
+            # Several patterns share one precise regex (a term in two rules): search it once.
+            searched: dict[int, str | None] = {}
             for pid in sorted(pids):
-                found = self._regexes[pid].search(normal[row])
-                if found is not None:
-                    hits[row].append((pid, found.group(0).strip()))
+                u = unique_of[pid]
+                if u not in searched:
+                    found = compiled[u].search(text)
+                    searched[u] = found.group(0).strip() if found is not None else None
+                if (matched := searched[u]) is not None:
+                    hits[row].append((pid, matched))
         return hits
 
     def _scan_rows(
@@ -461,28 +470,36 @@ class Matcher:
         """The rules that fire for one listing, with their evidence."""
         if not title_hits and not description_hits:
             return []
-        # rule id -> (term hits, context hits, excluded)
-        seen: dict[str, tuple[list[Hit], list[Hit], list[bool]]] = {}
+        # rule id -> [term hits, context hits, excluded]
+        seen: dict[str, list] = {}
+        info = self._pattern_info
         for field_name, hits in (("title", title_hits), ("description", description_hits)):
             for pid, text in hits:
-                rule_id, role, fields = self._pattern_info[pid]
+                rule_id, role, fields = info[pid]
                 if role is Role.TERM and field_name not in fields:
                     continue
-                terms, context, excluded = seen.setdefault(rule_id, ([], [], [False]))
+                entry = seen.get(rule_id)
+                if entry is None:
+                    entry = seen[rule_id] = [[], [], False]
                 if role is Role.EXCLUSION:
-                    excluded[0] = True
+                    entry[2] = True
                 else:
-                    hit = Hit(rule_id, self.patterns[pid].term, field_name, text)
-                    (terms if role is Role.TERM else context).append(hit)
+                    entry[0 if role is Role.TERM else 1].append((pid, field_name, text))
         matches = []
         for rule in self._rules_for(country):
-            found = seen.get(rule.id)
-            if found is None:
+            entry = seen.get(rule.id)
+            if entry is None:
                 continue
-            terms, context, excluded = found
-            if not terms or excluded[0] or (rule.requires_any and not context):
+            terms, context, excluded = entry
+            if not terms or excluded or (rule.requires_any and not context):
                 continue
-            matches.append(RuleMatch(rule.id, rule.action, tuple(dict.fromkeys(terms + context))))
+            evidence = tuple(
+                dict.fromkeys(
+                    Hit(rule.id, self.patterns[pid].term, field_name, text)
+                    for pid, field_name, text in terms + context
+                )
+            )
+            matches.append(RuleMatch(rule.id, rule.action, evidence))
         return matches
 
 

@@ -22,23 +22,35 @@ import re
 import unicodedata
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 _SEPARATORS = re.compile(r"[\W_]+")
 _CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[^\s{_CJK}])|(?<=[^\s{_CJK}])(?=[{_CJK}])")
 
 
-# Every combining mark of the Basic Multilingual Plane, deleted by str.translate in one C pass.
-_COMBINING = dict.fromkeys(
-    (cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))), None
+def _char_class(codepoints: list[int]) -> str:
+    """A regex character class for the code points, as ranges."""
+    ranges: list[list[int]] = []
+    for cp in codepoints:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]"
+
+
+# Every combining mark of the Basic Multilingual Plane (accents, the Cyrillic breve of "й").
+_COMBINING = re.compile(
+    _char_class([cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))])
 )
+_INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+_HAS_CJK = re.compile(f"[{_CJK}]")
 
 
 def _strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     if decomposed.isascii():
         return decomposed
-    return decomposed.translate(_COMBINING)
+    return _COMBINING.sub("", decomposed)
 
 
 def normalise(text: str | None) -> str:
@@ -52,10 +64,10 @@ def normalise(text: str | None) -> str:
             break
         text = html.unescape(text)
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+        text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
         text = _strip_accents(text)
     text = text.casefold()
     text = _SEPARATORS.sub(" ", text)
-    if not text.isascii():
+    if not text.isascii() and _HAS_CJK.search(text):
         text = _CJK_EDGE.sub(" ", text)
     return text.strip()

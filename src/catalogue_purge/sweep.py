@@ -205,13 +205,11 @@ def _listings_relation(
 def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
     """Stage 2 over the screened rows: the evidence of every rule that fires, and the rows that
     are findings (a rule fired, or the listing is in a prohibited category)."""
-    titles = batch.column("title").to_pylist()
-    descriptions = batch.column("description").to_pylist()
     listing_ids = batch.column("listing_id").to_pylist()
     countries = batch.column("country_of_sale").to_pylist()
     prohibited = batch.column("prohibited_category").to_pylist()
-    title_hits = matcher.match_texts(titles)
-    description_hits = matcher.match_texts(descriptions)
+    title_hits = matcher.match_texts(batch.column("title").to_pylist())
+    description_hits = matcher.match_texts(batch.column("description").to_pylist())
     evidence: dict[str, list] = {name: [] for name in EVIDENCE_SCHEMA.names}
     keep = []
     for i, listing_id in enumerate(listing_ids):
@@ -231,10 +229,10 @@ def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table
 
 
 def _screen_function(matcher: Matcher, progress: ProgressCallback | None) -> Callable:
-    def screen_text(title: pa.Array, description: pa.Array) -> pa.Array:
-        mask = matcher.screen(title) | matcher.screen(description)
+    def screen_text(texts: pa.Array) -> pa.Array:
+        mask = matcher.screen(texts)
         if progress is not None:
-            progress(len(title))
+            progress(len(texts))
         return pa.array(mask, type=pa.bool_())
 
     return screen_text
@@ -253,7 +251,9 @@ def iter_candidate_batches(
     yield from reader
 
 
-def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = READ_AHEAD) -> Iterator[pa.RecordBatch]:
+def read_ahead(
+    batches: Iterator[pa.RecordBatch], depth: int = READ_AHEAD
+) -> Iterator[pa.RecordBatch]:
     """Pull the batches in a thread, so that DuckDB scans and screens the next row groups (its
     work and Hyperscan's release the GIL) while the caller matches the current batch in Python.
     An error in the scan is raised in the caller."""
@@ -323,7 +323,7 @@ def sweep(
     con.create_function(
         "screen_text",
         _screen_function(matcher, progress),
-        [duckdb.sqltype("VARCHAR"), duckdb.sqltype("VARCHAR")],
+        [duckdb.sqltype("VARCHAR")],
         duckdb.sqltype("BOOLEAN"),
         type="arrow",
         null_handling="special",
@@ -415,4 +415,3 @@ def decisions(findings: pa.Table) -> dict[str, str]:
             strict=True,
         )
     )
-
