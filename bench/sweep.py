@@ -10,7 +10,8 @@ fresh process after a warm-up read (warm page cache):
 - pandas    a naive pandas + re implementation, on a slice (rows/s scaled up)
 
 Prints rows/s, text MB/s, peak memory (RSS) and each time as a ratio to the scan. The machines
-are shared and noisy: compare the ratios within one run, not seconds across runs.
+are shared and noisy: every contender runs --repeat times, interleaved, and its median is
+reported; compare the ratios within one run, not seconds across runs.
 
     uv run python bench/sweep.py --rows 5000000
     uv run python bench/sweep.py --rows 20000000 --only sweep   # memory stays flat
@@ -173,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--files", type=int, default=0, help="default: one file per million rows")
     parser.add_argument("--pandas-rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (median)")
     parser.add_argument("--only", nargs="*", default=["scan", "sweep", "regexp", "pandas"])
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -192,27 +194,34 @@ def main() -> None:
     megabytes = text_megabytes(folder)
     print(f"snapshot: {args.rows:,} rows, {megabytes:,.0f} MB of title + description text")
 
-    results = {}
-    for kind in ["scan", *[k for k in args.only if k != "scan"]]:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--rows",
-                str(args.rows),
-                "--data",
-                str(args.data),
-                "--pandas-rows",
-                str(args.pandas_rows),
-                "--child",
-                kind,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
-
+    kinds = ["scan", *[k for k in args.only if k != "scan"]]
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    # Interleave the contenders and keep each one's median: the machine is shared and noisy.
+    for _ in range(args.repeat):
+        for kind in kinds:
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--rows",
+                    str(args.rows),
+                    "--data",
+                    str(args.data),
+                    "--pandas-rows",
+                    str(args.pandas_rows),
+                    "--child",
+                    kind,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = {
+        kind: sorted(r, key=lambda x: x["seconds"])[len(r) // 2]
+        | {"peak_mb": max(x["peak_mb"] for x in r)}
+        for kind, r in runs.items()
+    }
     scan = results["scan"]["seconds"]
     print(f"\n{'':8} {'seconds':>9} {'rows/s':>12} {'text MB/s':>10} {'peak MB':>8} {'x scan':>7}")
     for kind, r in results.items():

@@ -6,6 +6,7 @@ import pytest
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.normalise import normalise
 from catalogue_purge.policy import load_policy
+from catalogue_purge.sweep import match_listings
 
 from .evaluation.labelled import load_listings
 
@@ -30,8 +31,23 @@ def test_normalise(raw, expected):
 def rules_fired(
     matcher: Matcher, title: str, description: str | None = None, country: str = "US"
 ) -> set[str]:
-    title_hits, description_hits = matcher.match_texts([title]), matcher.match_texts([description])
-    return {m.rule_id for m in matcher.decide(country, title_hits[0], description_hits[0])}
+    listings = pa.table(
+        {
+            "listing_id": ["L-1"],
+            "country_of_sale": [country],
+            "title": [title],
+            "description": [description],
+        },
+        schema=pa.schema(
+            [
+                ("listing_id", pa.string()),
+                ("country_of_sale", pa.string()),
+                ("title", pa.string()),
+                ("description", pa.string()),
+            ]
+        ),
+    )
+    return set(match_listings(matcher, listings).column("rule_id").to_pylist())
 
 
 @pytest.mark.parametrize(
@@ -83,11 +99,16 @@ def test_screen_lets_through_every_listing_the_rules_catch(matcher):
     titles = [r["title"] for r in rows]
     descriptions = [r["description"] for r in rows]
     screened = matcher.screen_listings(pa.array(titles), pa.array(descriptions))
-    title_hits, description_hits = matcher.match_texts(titles), matcher.match_texts(descriptions)
-    caught = [
-        bool(matcher.decide(r["country_of_sale"], th, dh))
-        for r, th, dh in zip(rows, title_hits, description_hits, strict=True)
-    ]
+    listings = pa.table(
+        {
+            "listing_id": [r["listing_id"] for r in rows],
+            "country_of_sale": [r["country_of_sale"] for r in rows],
+            "title": titles,
+            "description": pa.array(descriptions, pa.string()),
+        }
+    )
+    fired = set(match_listings(matcher, listings).column("listing_id").to_pylist())
+    caught = [r["listing_id"] in fired for r in rows]
     assert sum(caught) > 150
     missed = [rows[i]["listing_id"] for i, c in enumerate(caught) if c and not screened[i]]
     assert missed == []

@@ -8,11 +8,10 @@ Scanning hundreds of terms over every listing is the sweep's hot path. It runs i
    spaced, split and leet spellings, and detectors for text that normalisation changes beyond
    recognition (full-width forms, zero-width characters, numeric entities, combining accents).
    A row without a hit cannot match any rule.
-2. Match: only the screened rows are normalised (normalise.py) and scanned by a second database
-   of precise patterns (word boundaries, optional spaces between characters, leet classes)
-   that reports which term matched where. Rules are then decided from the hits: a rule fires
-   when one of its terms matched, one of its `requires_any` terms (if any) matched too, and
-   none of its exclusions matched.
+2. Match: only the screened rows are normalised (normalise.py); a literal database finds the
+   terms in them with the spaces squeezed out, and each candidate term is confirmed by its
+   precise pattern (word boundaries, optional spaces between characters, leet classes). The
+   hits go to DuckDB, where sql/fire_rules.sql decides which rules fire.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import pyarrow.compute as pc
 
 from catalogue_purge.errors import PolicyError
 from catalogue_purge.normalise import normalise
-from catalogue_purge.policy import Action, Policy, TextRule
+from catalogue_purge.policy import Field_, Policy, TextRule
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
 # compilation of thousands of literals takes seconds).
@@ -64,26 +63,46 @@ class Role(IntEnum):
     REGEX = 3
 
 
+# A regex is a term for the decision: it fires its rule.
+_ROLE_NAMES = {
+    Role.TERM: "term",
+    Role.CONTEXT: "context",
+    Role.EXCLUSION: "exclusion",
+    Role.REGEX: "term",
+}
+HITS_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("pattern_id", pa.int32()),
+        ("field", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+PATTERNS_SCHEMA = pa.schema(
+    [
+        ("pattern_id", pa.int32()),
+        ("rule_id", pa.string()),
+        ("role", pa.string()),
+        ("term", pa.string()),
+        ("in_title", pa.bool_()),
+        ("in_description", pa.bool_()),
+    ]
+)
+RULE_SCOPE_SCHEMA = pa.schema(
+    [
+        ("country", pa.string()),
+        ("rule_id", pa.string()),
+        ("action", pa.string()),
+        ("requires_context", pa.bool_()),
+    ]
+)
+
+
 @dataclass(frozen=True)
 class Pattern:
     rule_id: str
     role: Role
     term: str
-
-
-@dataclass(frozen=True)
-class Hit:
-    rule_id: str
-    term: str
-    field: str
-    text: str
-
-
-@dataclass(frozen=True)
-class RuleMatch:
-    rule_id: str
-    action: Action
-    hits: tuple[Hit, ...]
 
 
 def _escape_bytes(literal: bytes) -> bytes:
@@ -303,15 +322,6 @@ class Matcher:
         self._unique_regexes = [re.compile(pattern) for pattern in unique]
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
-        self._pattern_info = [
-            (
-                p.rule_id,
-                Role.TERM if p.role is Role.REGEX else p.role,
-                frozenset(f.value for f in self._rules[p.rule_id].fields),
-            )
-            for p in self.patterns
-        ]
-        self._by_country: dict[str | None, list[TextRule]] = {}
 
     def _add(self, rule: TextRule, role: Role, term: str, to_pattern: Callable[[str], str]) -> int:
         try:
@@ -455,52 +465,56 @@ class Matcher:
         for pid, row in zip(ids, rows.tolist(), strict=True):
             out[row].update(targets[pid])
 
-    def _rules_for(self, country: str | None) -> list[TextRule]:
-        rules = self._by_country.get(country)
-        if rules is None:
-            rules = self._by_country[country] = self.policy.rules_for(country)
-        return rules
+    # Tables for the SQL that decides which rules fire (sql/fire_rules.sql) -----------------
 
-    def decide(
+    def match_hits(
         self,
-        country: str | None,
-        title_hits: list[tuple[int, str]],
-        description_hits: list[tuple[int, str]],
-    ) -> list[RuleMatch]:
-        """The rules that fire for one listing, with their evidence."""
-        if not title_hits and not description_hits:
-            return []
-        # rule id -> [term hits, context hits, excluded]
-        seen: dict[str, list] = {}
-        info = self._pattern_info
-        for field_name, hits in (("title", title_hits), ("description", description_hits)):
-            for pid, text in hits:
-                rule_id, role, fields = info[pid]
-                if role is Role.TERM and field_name not in fields:
-                    continue
-                entry = seen.get(rule_id)
-                if entry is None:
-                    entry = seen[rule_id] = [[], [], False]
-                if role is Role.EXCLUSION:
-                    entry[2] = True
-                else:
-                    entry[0 if role is Role.TERM else 1].append((pid, field_name, text))
-        matches = []
-        for rule in self._rules_for(country):
-            entry = seen.get(rule.id)
-            if entry is None:
-                continue
-            terms, context, excluded = entry
-            if not terms or excluded or (rule.requires_any and not context):
-                continue
-            evidence = tuple(
-                dict.fromkeys(
-                    Hit(rule.id, self.patterns[pid].term, field_name, text)
-                    for pid, field_name, text in terms + context
-                )
-            )
-            matches.append(RuleMatch(rule.id, rule.action, evidence))
-        return matches
+        listing_ids: Sequence[str],
+        titles: Sequence[str | None],
+        descriptions: Sequence[str | None],
+    ) -> pa.Table:
+        """Every pattern found in the listings: listing_id, pattern_id, field, text."""
+        columns: dict[str, list] = {"listing_id": [], "pattern_id": [], "field": [], "text": []}
+        for field_name, texts in (("title", titles), ("description", descriptions)):
+            for listing_id, hits in zip(listing_ids, self.match_texts(texts), strict=True):
+                for pid, text in hits:
+                    columns["listing_id"].append(listing_id)
+                    columns["pattern_id"].append(pid)
+                    columns["field"].append(field_name)
+                    columns["text"].append(text)
+        return pa.table(columns, schema=HITS_SCHEMA)
+
+    def patterns_table(self) -> pa.Table:
+        """pattern_id, rule_id, role, term, and the fields where a term counts."""
+        rules = self._rules
+        return pa.table(
+            {
+                "pattern_id": list(range(len(self.patterns))),
+                "rule_id": [p.rule_id for p in self.patterns],
+                "role": [_ROLE_NAMES[p.role] for p in self.patterns],
+                "term": [p.term for p in self.patterns],
+                "in_title": [Field_.TITLE in rules[p.rule_id].fields for p in self.patterns],
+                "in_description": [
+                    Field_.DESCRIPTION in rules[p.rule_id].fields for p in self.patterns
+                ],
+            },
+            schema=PATTERNS_SCHEMA,
+        )
+
+    def rule_scope_table(self) -> pa.Table:
+        """The rules in force by country of sale: '*' for every country without an override."""
+        countries = ["*", *sorted(self.policy.document.scope.overrides)]
+        rows = [
+            {
+                "country": country,
+                "rule_id": rule.id,
+                "action": rule.action.value,
+                "requires_context": bool(rule.requires_any),
+            }
+            for country in countries
+            for rule in self.policy.rules_for(None if country == "*" else country)
+        ]
+        return pa.Table.from_pylist(rows, schema=RULE_SCOPE_SCHEMA)
 
 
 def compact_literals(term: str) -> list[bytes]:

@@ -3,8 +3,9 @@
 DuckDB is the query engine: it scans each Parquet part (streaming, row group by row group, in
 parallel) and calls the matcher's screen as an Arrow UDF over whole vectors of titles and
 descriptions. Only listings in a prohibited category or whose text passes the screen come
-back to Python, where the precise match decides which rules fire. The decisions themselves
-(category, delist or review, evasion, exemptions) are made in SQL (sql/classify_findings.sql).
+back to Python for the precise match; which rules fire (sql/fire_rules.sql) and the decisions
+themselves (category, delist or review, evasion, exemptions; sql/classify_findings.sql) are
+made in SQL.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import SnapshotError
-from catalogue_purge.matcher import Matcher
+from catalogue_purge.matcher import HITS_SCHEMA, Matcher
 from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
 
@@ -203,29 +206,42 @@ def _listings_relation(
 
 
 def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
-    """Stage 2 over the screened rows: the evidence of every rule that fires, and the rows that
-    are findings (a rule fired, or the listing is in a prohibited category)."""
+    """Stage 2 over the screened rows: what the precise match finds, and the rows worth
+    deciding (something was found, or the listing is in a prohibited category)."""
     listing_ids = batch.column("listing_id").to_pylist()
-    countries = batch.column("country_of_sale").to_pylist()
-    prohibited = batch.column("prohibited_category").to_pylist()
-    title_hits = matcher.match_texts(batch.column("title").to_pylist())
-    description_hits = matcher.match_texts(batch.column("description").to_pylist())
-    evidence: dict[str, list] = {name: [] for name in EVIDENCE_SCHEMA.names}
-    keep = []
-    for i, listing_id in enumerate(listing_ids):
-        fired = matcher.decide(countries[i], title_hits[i], description_hits[i])
-        for match in fired:
-            for hit in match.hits:
-                evidence["listing_id"].append(listing_id)
-                evidence["rule_id"].append(match.rule_id)
-                evidence["action"].append(match.action.value)
-                evidence["term"].append(hit.term)
-                evidence["field"].append(hit.field)
-                evidence["text"].append(hit.text)
-        keep.append(bool(fired) or prohibited[i] is not None)
-    kept = pa.Table.from_batches([batch]).filter(pa.array(keep, type=pa.bool_()))
-    kept = kept.select(CANDIDATE_SCHEMA.names).cast(CANDIDATE_SCHEMA)
-    return kept, pa.table(evidence, schema=EVIDENCE_SCHEMA)
+    hits = matcher.match_hits(
+        listing_ids, batch.column("title").to_pylist(), batch.column("description").to_pylist()
+    )
+    found = pc.is_in(batch.column("listing_id"), value_set=hits.column("listing_id").unique())
+    keep = pc.or_(found, batch.column("prohibited_category").is_valid())
+    kept = pa.Table.from_batches([batch]).filter(keep)
+    return kept.select(CANDIDATE_SCHEMA.names).cast(CANDIDATE_SCHEMA), hits
+
+
+def fire_rules(
+    con: duckdb.DuckDBPyConnection, matcher: Matcher, candidates: pa.Table, hits: pa.Table
+) -> pa.Table:
+    """The evidence of every text rule that fires (sql/fire_rules.sql)."""
+    con.register("candidates", candidates)
+    con.register("hits", hits)
+    con.register("patterns", matcher.patterns_table())
+    con.register("rule_scope", matcher.rule_scope_table())
+    return con.sql(load_sql("fire_rules")).to_arrow_table().cast(EVIDENCE_SCHEMA)
+
+
+def match_listings(matcher: Matcher, listings: pa.Table) -> pa.Table:
+    """The evidence of the text rules that fire for the given listings (listing_id,
+    country_of_sale, title, description), without a snapshot: for tests and tools."""
+    hits = matcher.match_hits(
+        listings.column("listing_id").to_pylist(),
+        listings.column("title").to_pylist(),
+        listings.column("description").to_pylist(),
+    )
+    con = connect(threads=1)
+    try:
+        return fire_rules(con, matcher, listings, hits)
+    finally:
+        con.close()
 
 
 def _screen_function(matcher: Matcher, progress: ProgressCallback | None) -> Callable:
@@ -329,15 +345,15 @@ def sweep(
         null_handling="special",
     )
     kept: list[pa.Table] = []
-    evidence: list[pa.Table] = []
-    candidates = 0
+    hits: list[pa.Table] = []
+    screened = 0
     for index, part in enumerate(snapshot.files):
         try:
             for batch in read_ahead(iter_candidate_batches(con, snapshot, policy, index)):
-                candidates += batch.num_rows
-                rows, hits = _match_candidates(matcher, batch)
+                screened += batch.num_rows
+                rows, found = _match_candidates(matcher, batch)
                 kept.append(rows)
-                evidence.append(hits)
+                hits.append(found)
         except (
             duckdb.IOException,
             duckdb.InvalidInputException,
@@ -349,13 +365,11 @@ def sweep(
         if on_file_done is not None:
             on_file_done(index)
 
-    con.register("candidates", pa.concat_tables(kept) if kept else CANDIDATE_SCHEMA.empty_table())
-    con.register(
-        "evidence", pa.concat_tables(evidence) if evidence else EVIDENCE_SCHEMA.empty_table()
-    )
-    local_day = as_of.astimezone(
-        policy.document.milestones.starts(policy.document.milestones.delisting_from).tzinfo
-    ).date()
+    candidates = pa.concat_tables(kept) if kept else CANDIDATE_SCHEMA.empty_table()
+    found = pa.concat_tables(hits) if hits else HITS_SCHEMA.empty_table()
+    con.register("evidence", fire_rules(con, matcher, candidates, found))
+
+    local_day = as_of.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
     con.register("exemptions", _exemptions_table(policy, local_day))
     findings = con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
     con.close()
@@ -363,7 +377,7 @@ def sweep(
         findings=findings,
         acting=True,
         rows_scanned=snapshot.rows,
-        candidates=candidates,
+        candidates=screened,
         seconds=_time.perf_counter() - started,
         **base,
     )

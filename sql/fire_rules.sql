@@ -1,0 +1,49 @@
+-- The text rules that fire for each screened listing, with their evidence.
+-- A rule fires for a listing when one of its terms (or regexes) was found in a field the rule
+-- searches, one of its `requires_any` context terms was found (if it has any), none of its
+-- exclusions was found, and the rule is in force in the listing's country of sale.
+-- Returns: listing_id, rule_id, action, term, field, text (one row per term or context hit of
+-- a rule that fires).
+-- Parameters: none.
+-- Inputs:
+--   candidates(listing_id, country_of_sale, ...)      the screened listings
+--   hits(listing_id, pattern_id, field, text)          what the precise match found
+--   patterns(pattern_id, rule_id, role, term, in_title, in_description)
+--   rule_scope(country, rule_id, action, requires_context)   '*' = every other country
+WITH found AS (
+    SELECT h.listing_id, p.rule_id, p.role, p.term, h.field, h.text
+    FROM hits h
+    JOIN patterns p USING (pattern_id)
+    WHERE p.role <> 'term'
+       OR (h.field = 'title' AND p.in_title)
+       OR (h.field = 'description' AND p.in_description)
+),
+overridden AS (
+    SELECT DISTINCT country FROM rule_scope WHERE country <> '*'
+),
+in_force AS (
+    SELECT c.listing_id, s.rule_id, s.action, s.requires_context
+    FROM candidates c
+    JOIN rule_scope s
+      ON s.country = c.country_of_sale
+      OR (s.country = '*' AND c.country_of_sale NOT IN (SELECT country FROM overridden))
+),
+per_rule AS (
+    SELECT
+        listing_id,
+        rule_id,
+        bool_or(role = 'term') AS has_term,
+        bool_or(role = 'context') AS has_context,
+        bool_or(role = 'exclusion') AS excluded
+    FROM found
+    GROUP BY listing_id, rule_id
+)
+SELECT DISTINCT f.listing_id, f.rule_id, i.action, f.term, f.field, f.text
+FROM found f
+JOIN per_rule r USING (listing_id, rule_id)
+JOIN in_force i USING (listing_id, rule_id)
+WHERE r.has_term
+  AND NOT r.excluded
+  AND (NOT i.requires_context OR r.has_context)
+  AND f.role IN ('term', 'context')
+ORDER BY f.listing_id, f.rule_id, f.field, f.term
