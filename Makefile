@@ -20,6 +20,7 @@ demo: setup
 
 test: setup
 	$(RUN) ruff check .
+	$(RUN) mypy
 	$(RUN) pytest -q
 
 lint: setup

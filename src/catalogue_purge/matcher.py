@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import cast
 
 import hyperscan
 import numpy as np
@@ -317,9 +318,9 @@ class Matcher:
             if policy_regexes
             else None
         )
-        unique: dict[str, int] = {}
-        self._unique_of = [unique.setdefault(r.pattern, len(unique)) for r in self._regexes]
-        self._unique_regexes = [re.compile(pattern) for pattern in unique]
+        distinct: dict[str, int] = {}
+        self._unique_of = [distinct.setdefault(r.pattern, len(distinct)) for r in self._regexes]
+        self._unique_regexes = [re.compile(pattern) for pattern in distinct]
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
 
@@ -394,7 +395,7 @@ class Matcher:
         if data_buf is None:
             return mask
         width = np.dtype(offset_type).itemsize
-        offsets = np.frombuffer(
+        offsets: np.ndarray = np.frombuffer(
             offsets_buf, dtype=offset_type, count=n + 1, offset=column.offset * width
         )
         start, end = int(offsets[0]), int(offsets[-1])
@@ -403,7 +404,7 @@ class Matcher:
         ends: list[int] = []
         # The data buffer holds the rows back to back; a hit's end offset tells its row.
         self._screen_db.scan(
-            memoryview(data_buf)[start:end],
+            cast(bytes, memoryview(data_buf)[start:end]),  # any buffer; the stub says bytes
             match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to),
             scratch=self._scratch("screen", self._screen_db),
         )

@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import SnapshotError
@@ -244,7 +245,9 @@ def match_listings(matcher: Matcher, listings: pa.Table) -> pa.Table:
         con.close()
 
 
-def _screen_function(matcher: Matcher, progress: ProgressCallback | None) -> Callable:
+def _screen_function(
+    matcher: Matcher, progress: ProgressCallback | None
+) -> Callable[[pa.Array], pa.Array]:
     def screen_text(texts: pa.Array) -> pa.Array:
         mask = matcher.screen(texts)
         if progress is not None:
@@ -317,23 +320,24 @@ def sweep(
     """Sweep the snapshot with the policy as of a time. Before the policy's delisting date the
     sweep finds nothing to act on (and scans nothing)."""
     started = _time.perf_counter()
-    base = {
-        "policy_id": policy.id,
-        "policy_version": policy.version,
-        "policy_sha256": policy.sha256,
-        "exemptions_sha256": policy.exemptions_sha256,
-        "as_of": as_of,
-        "snapshot": snapshot.fingerprint(),
-    }
-    if not policy.delisting_active(as_of):
+
+    def result(findings: pa.Table, acting: bool, rows: int, screened: int) -> SweepResult:
         return SweepResult(
-            findings=FINDINGS_SCHEMA.empty_table(),
-            acting=False,
-            rows_scanned=0,
-            candidates=0,
+            findings=findings,
+            policy_id=policy.id,
+            policy_version=policy.version,
+            policy_sha256=policy.sha256,
+            exemptions_sha256=policy.exemptions_sha256,
+            as_of=as_of,
+            acting=acting,
+            snapshot=snapshot.fingerprint(),
+            rows_scanned=rows,
+            candidates=screened,
             seconds=_time.perf_counter() - started,
-            **base,
         )
+
+    if not policy.delisting_active(as_of):
+        return result(FINDINGS_SCHEMA.empty_table(), acting=False, rows=0, screened=0)
     matcher = matcher or Matcher(policy)
     con = connect(threads=threads)
     con.create_function(
@@ -341,8 +345,8 @@ def sweep(
         _screen_function(matcher, progress),
         [duckdb.sqltype("VARCHAR")],
         duckdb.sqltype("BOOLEAN"),
-        type="arrow",
-        null_handling="special",
+        type=PythonUDFType.ARROW,
+        null_handling=FunctionNullHandling.SPECIAL,
     )
     kept: list[pa.Table] = []
     hits: list[pa.Table] = []
@@ -373,14 +377,7 @@ def sweep(
     con.register("exemptions", _exemptions_table(policy, local_day))
     findings = con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
     con.close()
-    return SweepResult(
-        findings=findings,
-        acting=True,
-        rows_scanned=snapshot.rows,
-        candidates=screened,
-        seconds=_time.perf_counter() - started,
-        **base,
-    )
+    return result(findings, acting=True, rows=snapshot.rows, screened=screened)
 
 
 def write_findings(result: SweepResult, out_dir: str | Path) -> Path:

@@ -329,7 +329,9 @@ def generate_table(rows: int, seed: int, start: int = 0) -> pa.Table:
     skus = rng.integers(0, 36**6, size=rows)
     grams = rng.integers(50, 5000, size=rows)
     extras = rng.integers(0, len(TITLE_EXTRAS), size=(rows, 2))
-    titles, descriptions, categories = [], [], []
+    titles: list[str] = []
+    descriptions: list[str | None] = []
+    categories: list[str] = []
     for i in range(rows):
         k = kind[i]
         lang = LANGUAGE_OF.get(countries[i], "en")
