@@ -7,7 +7,8 @@ Scanning hundreds of terms over every listing is the sweep's hot path. It runs i
    are a superset of what the rules can match: each term as written and without accents, its
    spaced, split and leet spellings, and detectors for text that normalisation changes beyond
    recognition (full-width forms, zero-width characters, numeric entities, combining accents).
-   A row without a hit cannot match any rule.
+   A row without a hit cannot match any rule. Short anchors ("btc", "l7") count only as whole
+   words, which the newline ending each row makes checkable in the concatenated buffer.
 2. Match: only the screened rows are normalised (normalise.py); a literal database finds the
    terms in them with the spaces squeezed out, and each candidate term is confirmed by its
    precise pattern (word boundaries, optional spaces between characters, leet classes). The
@@ -45,8 +46,8 @@ _WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
 _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b": "b8"}
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
 # normalised and matched precisely. Full-width letters and digits (not the full-width
-# punctuation every Chinese text has), zero-width and invisible
-# characters, soft hyphen, numeric character references and combining accents.
+# punctuation every Chinese text has), zero-width and invisible characters, soft hyphen,
+# numeric character references and combining accents.
 _DETECTORS = (
     rb"\xef\xbc[\x90-\x99\xa1-\xba]|\xef\xbd[\x81-\x9a]",
     rb"\xe2\x80[\x8b-\x8d]|\xe2\x81\xa0|\xef\xbb\xbf|\xc2\xad",
@@ -269,7 +270,7 @@ class Matcher:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.patterns: list[Pattern] = []
-        self._regexes: list[re.Pattern[str]] = []
+        self._sources: list[str] = []  # each pattern's precise regex
         anchors: list[bytes] = []  # raw literals
         screen_regexes: list[bytes] = []
         literals: dict[bytes, set[int]] = defaultdict(set)  # compact literal -> pattern indexes
@@ -318,19 +319,20 @@ class Matcher:
             if policy_regexes
             else None
         )
+        # A term in several rules has one precise regex: compile it, and search for it, once.
         distinct: dict[str, int] = {}
-        self._unique_of = [distinct.setdefault(r.pattern, len(distinct)) for r in self._regexes]
-        self._unique_regexes = [re.compile(pattern) for pattern in distinct]
+        self._unique_of = [distinct.setdefault(source, len(distinct)) for source in self._sources]
+        self._unique_regexes = [re.compile(source) for source in distinct]
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
 
     def _add(self, rule: TextRule, role: Role, term: str, to_pattern: Callable[[str], str]) -> int:
         try:
-            compiled = re.compile(to_pattern(term))
-        except (ValueError, re.error) as exc:
+            source = to_pattern(term)
+        except ValueError as exc:
             raise PolicyError(self.policy.path, [f"rules (id {rule.id}): {exc}"]) from None
         self.patterns.append(Pattern(rule.id, role, term))
-        self._regexes.append(compiled)
+        self._sources.append(source)
         return len(self.patterns) - 1
 
     def _compile(self, patterns: Sequence[bytes], flags: int) -> hyperscan.Database:
@@ -432,7 +434,6 @@ class Matcher:
             if not pids:
                 continue
             text = normal[row]
-            # Several patterns share one precise regex (a term in two rules): search it once.
             searched: dict[int, str | None] = {}
             for pid in sorted(pids):
                 u = unique_of[pid]
