@@ -195,6 +195,17 @@ def screen_anchors(term: str) -> list[bytes]:
     return sorted(a.encode() for a in anchors)
 
 
+def _screen_patterns(anchors: list[bytes], regexes: list[bytes]) -> list[bytes]:
+    """Hyperscan patterns for raw literals and regexes, plus the detectors."""
+    unique = list(dict.fromkeys(anchors))
+    return [
+        *(_escape_bytes(a) for a in unique if not is_short_anchor(a)),
+        *dict.fromkeys(regexes),
+        *_DETECTORS,
+        *(_word_pattern(a) for a in unique if is_short_anchor(a)),
+    ]
+
+
 def _word_pattern(anchor: bytes) -> bytes:
     """A short anchor as a whole word inside a row: a separator on each side, except that an
     amount may come right before a word ("110th/s", "0.5eth"). "method" holds no "eth", and
@@ -271,7 +282,8 @@ class Matcher:
         self.policy = policy
         self.patterns: list[Pattern] = []
         self._sources: list[str] = []  # each pattern's precise regex
-        anchors: list[bytes] = []  # raw literals
+        anchors: list[bytes] = []  # raw literals of the terms: the screen
+        other_anchors: list[bytes] = []  # of context and exclusion terms
         screen_regexes: list[bytes] = []
         literals: dict[bytes, set[int]] = defaultdict(set)  # compact literal -> pattern indexes
         policy_regexes: list[int] = []
@@ -285,8 +297,7 @@ class Matcher:
                     index = self._add(rule, role, term, precise_pattern)
                     for literal in compact_literals(term):
                         literals[literal].add(index)
-                    if role is Role.TERM:
-                        anchors.extend(screen_anchors(term))
+                    (anchors if role is Role.TERM else other_anchors).extend(screen_anchors(term))
             for regex in rule.regexes:
                 policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
                 if rule.anchors:
@@ -299,17 +310,14 @@ class Matcher:
                     anchors.extend(a for t in rule.requires_any for a in screen_anchors(t))
                 else:
                     screen_regexes.append(_screen_regex(regex))
-        unique = list(dict.fromkeys(anchors))
-        long_anchors = [_escape_bytes(a) for a in unique if not is_short_anchor(a)]
-        short_anchors = [a for a in unique if is_short_anchor(a)]
-        screen = [
-            *long_anchors,
-            *dict.fromkeys(screen_regexes),
-            *_DETECTORS,
-            *(_word_pattern(a) for a in short_anchors),
-        ]
+        screen = _screen_patterns(anchors, screen_regexes)
         self.screen_pattern_count = len(screen)
         self._screen_db = self._compile(screen, _SCREEN_FLAGS)
+        # The same over every pattern: a field of a screened listing without any of these
+        # cannot hold a term, a context term or an exclusion, and is not normalised at all.
+        self._field_db = self._compile(
+            _screen_patterns(anchors + other_anchors, screen_regexes), _SCREEN_FLAGS
+        )
         self._literal_keys = list(literals)
         self._literal_targets = [sorted(literals[k]) for k in self._literal_keys]
         self._literal_db = self._compile([_escape_bytes(k) for k in self._literal_keys], 0)
@@ -381,6 +389,11 @@ class Matcher:
         newline): the rows lie back to back in the Arrow buffer, and the newline is what keeps
         a short anchor such as "btc" at the end of one row from touching the next row.
         """
+        return self._rows_with_hits(self._screen_db, "screen", column)
+
+    def _rows_with_hits(
+        self, db: hyperscan.Database, name: str, column: pa.Array | pa.ChunkedArray
+    ) -> np.ndarray:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         n = len(column)
@@ -405,10 +418,10 @@ class Matcher:
             return mask
         ends: list[int] = []
         # The data buffer holds the rows back to back; a hit's end offset tells its row.
-        self._screen_db.scan(
+        db.scan(
             cast(bytes, memoryview(data_buf)[start:end]),  # any buffer; the stub says bytes
             match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to),
-            scratch=self._scratch("screen", self._screen_db),
+            scratch=self._scratch(name, db),
         )
         if ends:
             positions = np.asarray(ends, dtype=np.int64) + (start - 1)
@@ -470,15 +483,25 @@ class Matcher:
     # Tables for the SQL that decides which rules fire (sql/fire_rules.sql) -----------------
 
     def match_hits(
-        self,
-        listing_ids: Sequence[str],
-        titles: Sequence[str | None],
-        descriptions: Sequence[str | None],
+        self, listing_ids: pa.Array, titles: pa.Array, descriptions: pa.Array
     ) -> pa.Table:
         """Every pattern found in the listings: listing_id, pattern_id, field, text."""
         columns: dict[str, list] = {"listing_id": [], "pattern_id": [], "field": [], "text": []}
-        for field_name, texts in (("title", titles), ("description", descriptions)):
-            for listing_id, hits in zip(listing_ids, self.match_texts(texts), strict=True):
+        newline = pa.scalar("\n", pa.large_string())
+        for field_name, column in (("title", titles), ("description", descriptions)):
+            texts = column.cast(pa.large_string())
+            terminated = pc.binary_join_element_wise(
+                texts, newline, pa.scalar("", pa.large_string())
+            )
+            rows = pa.array(
+                np.flatnonzero(self._rows_with_hits(self._field_db, "field", terminated))
+            )
+            if len(rows) == 0:
+                continue
+            ids = listing_ids.take(rows).to_pylist()
+            for listing_id, hits in zip(
+                ids, self.match_texts(texts.take(rows).to_pylist()), strict=True
+            ):
                 for pid, text in hits:
                     columns["listing_id"].append(listing_id)
                     columns["pattern_id"].append(pid)

@@ -209,9 +209,8 @@ def _listings_relation(
 def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
     """Stage 2 over the screened rows: what the precise match finds, and the rows worth
     deciding (something was found, or the listing is in a prohibited category)."""
-    listing_ids = batch.column("listing_id").to_pylist()
     hits = matcher.match_hits(
-        listing_ids, batch.column("title").to_pylist(), batch.column("description").to_pylist()
+        batch.column("listing_id"), batch.column("title"), batch.column("description")
     )
     found = pc.is_in(batch.column("listing_id"), value_set=hits.column("listing_id").unique())
     keep = pc.or_(found, batch.column("prohibited_category").is_valid())
@@ -234,9 +233,9 @@ def match_listings(matcher: Matcher, listings: pa.Table) -> pa.Table:
     """The evidence of the text rules that fire for the given listings (listing_id,
     country_of_sale, title, description), without a snapshot: for tests and tools."""
     hits = matcher.match_hits(
-        listings.column("listing_id").to_pylist(),
-        listings.column("title").to_pylist(),
-        listings.column("description").to_pylist(),
+        listings.column("listing_id").combine_chunks(),
+        listings.column("title").combine_chunks(),
+        listings.column("description").combine_chunks(),
     )
     con = connect(threads=1)
     try:
