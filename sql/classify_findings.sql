@@ -18,15 +18,19 @@ WITH fired AS (
     FROM candidates
     WHERE prohibited_category IS NOT NULL
 ),
-judged AS (
-    SELECT
-        f.*,
-        (SELECT min(e.exemption_id)
-           FROM exemptions e
-          WHERE (e.listing_id = f.listing_id OR e.seller_id = c.seller_id)
-            AND (e.rule_id = f.rule_id OR e.rule_id = '*')) AS exemption_id
+exempted AS (  -- the exemption in force for a listing and rule, by listing or by seller
+    SELECT f.listing_id, f.rule_id, min(e.exemption_id) AS exemption_id
     FROM fired f
     JOIN candidates c USING (listing_id)
+    JOIN exemptions e
+      ON (e.listing_id = f.listing_id OR e.seller_id = c.seller_id)
+    WHERE e.rule_id = f.rule_id OR e.rule_id = '*'
+    GROUP BY f.listing_id, f.rule_id
+),
+judged AS (
+    SELECT f.*, x.exemption_id
+    FROM fired f
+    LEFT JOIN exempted x USING (listing_id, rule_id)
 ),
 per_listing AS (
     SELECT

@@ -21,12 +21,18 @@ WITH found AS (
 overridden AS (
     SELECT DISTINCT country FROM rule_scope WHERE country <> '*'
 ),
-in_force AS (
-    SELECT c.listing_id, s.rule_id, s.action, s.requires_context
+scoped AS (  -- each listing's key into rule_scope: its country if overridden, else '*'
+    SELECT
+        c.listing_id,
+        CASE WHEN o.country IS NULL THEN '*' ELSE c.country_of_sale END AS scope
     FROM candidates c
-    JOIN rule_scope s
-      ON s.country = c.country_of_sale
-      OR (s.country = '*' AND c.country_of_sale NOT IN (SELECT country FROM overridden))
+    LEFT JOIN overridden o ON o.country = c.country_of_sale
+    WHERE c.listing_id IN (SELECT listing_id FROM found)
+),
+in_force AS (
+    SELECT s.listing_id, r.rule_id, r.action, r.requires_context
+    FROM scoped s
+    JOIN rule_scope r ON r.country = s.scope
 ),
 per_rule AS (
     SELECT

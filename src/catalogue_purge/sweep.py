@@ -31,7 +31,7 @@ from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import SnapshotError
-from catalogue_purge.matcher import HITS_SCHEMA, Matcher
+from catalogue_purge.matcher import Matcher
 from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
 
@@ -39,6 +39,8 @@ FINDINGS_FILE = "findings.parquet"
 # Small batches keep the precise match busy while DuckDB scans on (see read_ahead).
 CANDIDATE_BATCH = 4096
 READ_AHEAD = 8
+# Screened listings decided at a time: bounds the memory of the decision queries.
+CLASSIFY_BATCH = 20_000
 SWEEP_FILE = "sweep.json"
 
 EVIDENCE_SCHEMA = pa.schema(
@@ -347,16 +349,29 @@ def sweep(
         type=PythonUDFType.ARROW,
         null_handling=FunctionNullHandling.SPECIAL,
     )
-    kept: list[pa.Table] = []
-    hits: list[pa.Table] = []
+    # Decisions are made every CLASSIFY_BATCH screened listings on a second connection (the
+    # first is streaming the scan), so memory stays flat however large the snapshot.
+    deciding = connect(threads=threads)
+    local_day = as_of.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
+    deciding.register("exemptions", _exemptions_table(policy, local_day))
+    pending: list[tuple[pa.Table, pa.Table]] = []
+    parts: list[pa.Table] = []
+
+    def decide_pending() -> None:
+        if pending:
+            candidates = pa.concat_tables([rows for rows, _ in pending])
+            hits = pa.concat_tables([found for _, found in pending])
+            parts.append(classify(deciding, matcher, candidates, hits))
+            pending.clear()
+
     screened = 0
     for index, part in enumerate(snapshot.files):
         try:
             for batch in read_ahead(iter_candidate_batches(con, snapshot, policy, index)):
                 screened += batch.num_rows
-                rows, found = _match_candidates(matcher, batch)
-                kept.append(rows)
-                hits.append(found)
+                pending.append(_match_candidates(matcher, batch))
+                if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:
+                    decide_pending()
         except (
             duckdb.IOException,
             duckdb.InvalidInputException,
@@ -367,16 +382,22 @@ def sweep(
             raise SnapshotError(f"cannot sweep {part.path}: {exc}") from exc
         if on_file_done is not None:
             on_file_done(index)
-
-    candidates = pa.concat_tables(kept) if kept else CANDIDATE_SCHEMA.empty_table()
-    found = pa.concat_tables(hits) if hits else HITS_SCHEMA.empty_table()
-    con.register("evidence", fire_rules(con, matcher, candidates, found))
-
-    local_day = as_of.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
-    con.register("exemptions", _exemptions_table(policy, local_day))
-    findings = con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
+    decide_pending()
     con.close()
-    return result(findings, acting=True, rows=snapshot.rows, screened=screened)
+    deciding.close()
+    findings = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
+    return result(
+        findings.sort_by("listing_id"), acting=True, rows=snapshot.rows, screened=screened
+    )
+
+
+def classify(
+    con: duckdb.DuckDBPyConnection, matcher: Matcher, candidates: pa.Table, hits: pa.Table
+) -> pa.Table:
+    """The findings among screened listings (sql/fire_rules.sql, then
+    sql/classify_findings.sql); `con` must hold the `exemptions` table."""
+    con.register("evidence", fire_rules(con, matcher, candidates, hits))
+    return con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
 
 
 def write_findings(result: SweepResult, out_dir: str | Path) -> Path:
