@@ -83,7 +83,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             on_file_done=file_done,
         )
     target = write_findings(result, args.out)
-    print_summary(result.summary(), policy, as_of, result.seconds)
+    print_summary(result.summary, policy, as_of, result.seconds)
     out.print(f"findings: {target}")
     return 0
 

@@ -20,6 +20,7 @@ import time as _time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -116,6 +117,7 @@ class SweepResult:
     candidates: int
     seconds: float
 
+    @cached_property
     def summary(self) -> dict:
         return summarise(self.findings) | {
             "rows_scanned": self.rows_scanned,
@@ -123,7 +125,7 @@ class SweepResult:
             "acting": self.acting,
         }
 
-    def record(self) -> dict:
+    def record(self, findings_sha256: str) -> dict:
         """What sweep.json holds: enough to know exactly what produced the findings."""
         return {
             "policy": {
@@ -134,9 +136,9 @@ class SweepResult:
             },
             "as_of": self.as_of.isoformat(),
             "snapshot": self.snapshot,
-            "findings_sha256": None,
+            "findings_sha256": findings_sha256,
             "seconds": round(self.seconds, 3),
-            "summary": self.summary(),
+            "summary": self.summary,
         }
 
 
@@ -156,7 +158,7 @@ def summarise(findings: pa.Table) -> dict:
         c: dict(zip(["delist", "review", "exempted"], rest, strict=True))
         for c, *rest in con.execute(load_sql("summary_by_country")).fetchall()
     }
-    evasions = con.execute("SELECT count(*) FROM findings WHERE evasion").fetchone()
+    evasions = con.execute(load_sql("summary_evasions")).fetchone()
     con.close()
     return {
         "findings": findings.num_rows,
@@ -411,7 +413,7 @@ def write_findings(result: SweepResult, out_dir: str | Path) -> Path:
     try:
         pq.write_table(result.findings, tmp, compression="zstd")
         digest = _sha256(Path(tmp))
-        record = result.record() | {"findings_sha256": digest}
+        record = result.record(digest)
         fd, tmp_json = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2, ensure_ascii=False, default=str)
