@@ -161,3 +161,24 @@ def test_short_anchors_count_as_whole_words_at_row_edges(matcher):
     assert screen(matcher, texts) == [True, True, False, True, False, True, True]
     assert screen(matcher, pa.array(texts).slice(1, 3)) == [True, False, True]
     assert screen(matcher, ["plain", "plain"], pa.array(["x btc", "ETH first"])) == [True, True]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ＡＮＴＭＩＮＥＲ",
+        "ｓ１９ heater",
+        "Ant\u200bminer",
+        "Bit\u00adcoin",
+        "&#65;ntminer",
+        "&#x41;nt",
+        "Mine\u0301ria",
+        "Майн\u0438\u0306нг",
+    ],
+)
+def test_detectors_let_disguised_text_through(matcher, text):
+    assert screen(matcher, [text]) == [True]
+
+
+def test_chinese_punctuation_is_not_a_detector(matcher):
+    assert screen(matcher, ["全新正品，包邮。（现货）：颜色以实物为准！"]) == [False]

@@ -47,12 +47,21 @@ _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
 # normalised and matched precisely. Full-width letters and digits (not the full-width
 # punctuation every Chinese text has), zero-width and invisible characters, soft hyphen,
-# numeric character references and combining accents.
+# numeric character references, and combining accents after a letter. Each is spelled as
+# literals of three bytes or more where it can be: Hyperscan's literal matcher slows down on
+# two-byte literals and byte classes that Chinese or Latin-1 text hits all the time.
 _DETECTORS = (
-    rb"\xef\xbc[\x90-\x99\xa1-\xba]|\xef\xbd[\x81-\x9a]",
-    rb"\xe2\x80[\x8b-\x8d]|\xe2\x81\xa0|\xef\xbb\xbf|\xc2\xad",
-    rb"&#",
-    rb"\xcc[\x80-\xbf]|\xcd[\x80-\xaf]",
+    *(b"\\xef\\xbc\\x%02x" % c for c in [*range(0x90, 0x9A), *range(0xA1, 0xBB)]),
+    *(b"\\xef\\xbd\\x%02x" % c for c in range(0x81, 0x9B)),
+    rb"\xe2\x80\x8b",
+    rb"\xe2\x80\x8c",
+    rb"\xe2\x80\x8d",
+    rb"\xe2\x81\xa0",
+    rb"\xef\xbb\xbf",
+    rb"[a-z\x80-\xbf]\xc2\xad",
+    *(b"&#%d" % d for d in range(10)),
+    b"&#x",
+    rb"[a-z\x80-\xbf](?:\xcc[\x80-\xbf]|\xcd[\x80-\xaf])",
 )
 _ALNUM_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _WORD_CHARS = "a-z0-9\u00df-\u024f\u0370-\u03ff\u0400-\u04ff"
