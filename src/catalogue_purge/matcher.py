@@ -404,7 +404,8 @@ class Matcher:
         self, db: hyperscan.Database, name: str, column: pa.Array | pa.ChunkedArray
     ) -> np.ndarray:
         if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
+            # DuckDB hands a UDF one chunk: take it as it is rather than copy it.
+            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         n = len(column)
         mask = np.zeros(n, dtype=bool)
         if n in (0, column.null_count):
