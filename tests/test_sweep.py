@@ -218,3 +218,38 @@ def test_cli_sweep_and_failure_writes_nothing(snapshot_file, tmp_path, capsys):
     assert code == 0
     assert "nothing to act on" in capsys.readouterr().out
     assert pq.read_table(tmp_path / "early" / "findings.parquet").num_rows == 0
+
+
+def test_values_from_the_policy_are_bound_not_pasted(tmp_path):
+    hostile = "Toys > O'Brien'); DROP TABLE listings;--"
+    policy_path = tmp_path / "p.yaml"
+    policy_path.write_text(
+        f"""\
+id: hostile
+version: 1
+title: t
+milestones: {{delisting_from: 2021-10-08, penalties_from: 2021-10-15}}
+scope: {{countries: [US]}}
+prohibited_categories: [{{path: "{hostile}"}}]
+rules:
+  - id: quoted
+    description: d
+    action: review
+    terms: {{en: ["it's a 'miner' -- really"]}}
+penalties: {{ladder: [{{id: warning, description: w}}]}}
+""",
+        encoding="utf-8",
+    )
+    policy = load_policy(policy_path)
+    path = write_listings(
+        tmp_path / "s.parquet",
+        [
+            listing("L-1", "plain", hostile + " > Sub"),
+            listing("L-2", "it's a 'miner' -- really", "Home & Garden > Decor"),
+            listing(
+                "L-3", "it's a 'miner' -- really", "Home & Garden > Decor", country_of_sale="GB"
+            ),
+        ],
+    )
+    result = sweep(open_snapshot(str(path)), policy, as_of(policy))
+    assert decisions(result.findings) == {"L-1": "delist", "L-2": "review"}
