@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogue_purge.errors import PolicyError
-from catalogue_purge.normalise import normalise
+from catalogue_purge.normalise import normalise, strip_accents
 from catalogue_purge.policy import Field_, Policy, TextRule
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
@@ -127,10 +126,6 @@ def _escape_bytes(literal: bytes) -> bytes:
     return bytes(out)
 
 
-def _strip_accents(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-
-
 def _split_stem(term: str) -> tuple[str, bool]:
     """'miner*' is a stem: it matches 'miners', 'mineros'. Returns (text, is_stem)."""
     if term.endswith("*"):
@@ -188,7 +183,7 @@ def _word_anchors(word: str) -> set[str]:
 def screen_anchors(term: str) -> list[bytes]:
     """Literals (raw UTF-8) that any spelling of the term contains."""
     text, _ = _split_stem(term)
-    forms = {text.strip(), _strip_accents(text.strip()), normalise(text)}
+    forms = {text.strip(), strip_accents(text.strip()), normalise(text)}
     # The screen is caseless for ASCII only: non-ASCII words bring their own case forms.
     forms |= {f for form in list(forms) if not form.isascii() for f in _case_forms(form)}
     anchors: set[str] = set()

@@ -27,7 +27,7 @@ _CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-
 _CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[^\s{_CJK}])|(?<=[^\s{_CJK}])(?=[{_CJK}])")
 
 
-def _char_class(codepoints: list[int]) -> str:
+def _codepoint_class(codepoints: list[int]) -> str:
     """A regex character class for the code points, as ranges."""
     ranges: list[list[int]] = []
     for cp in codepoints:
@@ -40,13 +40,14 @@ def _char_class(codepoints: list[int]) -> str:
 
 # Every combining mark of the Basic Multilingual Plane (accents, the Cyrillic breve of "й").
 _COMBINING = re.compile(
-    _char_class([cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))])
+    _codepoint_class([cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))])
 )
 _INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HAS_CJK = re.compile(f"[{_CJK}]")
 
 
-def _strip_accents(text: str) -> str:
+def strip_accents(text: str) -> str:
+    """The text without combining marks (accents, the breve of Cyrillic й)."""
     decomposed = unicodedata.normalize("NFD", text)
     if decomposed.isascii():
         return decomposed
@@ -65,7 +66,7 @@ def normalise(text: str | None) -> str:
         text = html.unescape(text)
     if not text.isascii():
         text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
-        text = _strip_accents(text)
+        text = strip_accents(text)
     text = text.casefold()
     text = _SEPARATORS.sub(" ", text)
     if not text.isascii() and _HAS_CJK.search(text):
