@@ -9,6 +9,8 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -84,8 +86,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     target = write_findings(result, args.out)
     print_summary(result.summary, policy, as_of, result.seconds)
+    print_evasions(result.findings, args.examples)
     out.print(f"findings: {target}")
     return 0
+
+
+def print_evasions(findings: pa.Table, limit: int) -> None:
+    """A few evasions with their evidence: what compliance looks at first."""
+    evasions = findings.filter(pc.field("evasion")).slice(0, limit).to_pylist()
+    if not evasions:
+        return
+    table = Table(title=f"evasions (first {len(evasions)})")
+    for column in ("listing", "title", "category", "decision", "rules", "matched"):
+        table.add_column(column, overflow="fold")
+    for f in evasions:
+        table.add_row(
+            f["listing_id"],
+            f["title"],
+            f["category_path"],
+            f["decision"],
+            ", ".join(f["rule_ids"]),
+            ", ".join(f["matched_terms"]),
+        )
+    out.print(table)
 
 
 def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float) -> None:
@@ -178,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--exemptions", type=Path, help="exemptions file (default: beside the policy)")
     p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("policy", help="policy tools")
