@@ -253,3 +253,34 @@ penalties: {{ladder: [{{id: warning, description: w}}]}}
     )
     result = sweep(open_snapshot(str(path)), policy, as_of(policy))
     assert decisions(result.findings) == {"L-1": "delist", "L-2": "review"}
+
+
+def test_a_corrupted_page_fails_the_sweep(policy, tmp_path):
+    """The footer reads fine, a data page does not: the sweep must fail, not find less."""
+    path = write_listings(
+        tmp_path / "part.parquet",
+        [listing(f"L-{i}", f"Antminer S{i % 20} unit {i} " + "x" * (i % 50)) for i in range(3000)],
+    )
+    title = pq.ParquetFile(path).metadata.row_group(0).column(2)
+    data = bytearray(path.read_bytes())
+    for i in range(title.data_page_offset + 40, title.data_page_offset + 400):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    snapshot = open_snapshot(str(path))  # only the footer is read here
+    with pytest.raises(SnapshotError, match=r"cannot sweep .*part\.parquet"):
+        sweep(snapshot, policy, as_of(policy))
+    code = main(
+        [
+            "sweep",
+            "--snapshot",
+            str(path),
+            "--policy",
+            str(SHIPPED_POLICY),
+            "--as-of",
+            "2021-10-08",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 3
+    assert not (tmp_path / "out" / "findings.parquet").exists()

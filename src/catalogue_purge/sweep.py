@@ -342,51 +342,46 @@ def sweep(
     if not policy.delisting_active(as_of):
         return result(FINDINGS_SCHEMA.empty_table(), acting=False, rows=0, screened=0)
     matcher = matcher or Matcher(policy)
-    con = connect(threads=threads)
-    con.create_function(
-        "screen_text",
-        _screen_function(matcher, progress),
-        [duckdb.sqltype("VARCHAR")],
-        duckdb.sqltype("BOOLEAN"),
-        type=PythonUDFType.ARROW,
-        null_handling=FunctionNullHandling.SPECIAL,
-    )
+    local_day = as_of.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
     # Decisions are made every CLASSIFY_BATCH screened listings on a second connection (the
     # first is streaming the scan), so memory stays flat however large the snapshot.
-    deciding = connect(threads=threads)
-    local_day = as_of.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
-    deciding.register("exemptions", _exemptions_table(policy, local_day))
-    pending: list[tuple[pa.Table, pa.Table]] = []
-    parts: list[pa.Table] = []
+    with connect(threads=threads) as scanning, connect(threads=threads) as deciding:
+        scanning.create_function(
+            "screen_text",
+            _screen_function(matcher, progress),
+            [duckdb.sqltype("VARCHAR")],
+            duckdb.sqltype("BOOLEAN"),
+            type=PythonUDFType.ARROW,
+            null_handling=FunctionNullHandling.SPECIAL,
+        )
+        deciding.register("exemptions", _exemptions_table(policy, local_day))
+        pending: list[tuple[pa.Table, pa.Table]] = []
+        parts: list[pa.Table] = []
 
-    def decide_pending() -> None:
-        if pending:
-            candidates = pa.concat_tables([rows for rows, _ in pending])
-            hits = pa.concat_tables([found for _, found in pending])
-            parts.append(classify(deciding, matcher, candidates, hits))
-            pending.clear()
+        def decide_pending() -> None:
+            if pending:
+                candidates = pa.concat_tables([rows for rows, _ in pending])
+                hits = pa.concat_tables([found for _, found in pending])
+                parts.append(classify(deciding, matcher, candidates, hits))
+                pending.clear()
 
-    screened = 0
-    for index, part in enumerate(snapshot.files):
-        try:
-            for batch in read_ahead(iter_candidate_batches(con, snapshot, policy, index)):
-                screened += batch.num_rows
-                pending.append(_match_candidates(matcher, batch))
-                if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:
-                    decide_pending()
-        except (
-            duckdb.IOException,
-            duckdb.InvalidInputException,
-            duckdb.ConversionException,
-            pa.ArrowException,
-            OSError,
-        ) as exc:
-            raise SnapshotError(f"cannot sweep {part.path}: {exc}") from exc
-        if on_file_done is not None:
-            on_file_done(index)
-    decide_pending()
-    con.close()
-    deciding.close()
+        screened = 0
+        for index, part in enumerate(snapshot.files):
+            try:
+                for batch in read_ahead(iter_candidate_batches(scanning, snapshot, policy, index)):
+                    screened += batch.num_rows
+                    pending.append(_match_candidates(matcher, batch))
+                    if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:
+                        decide_pending()
+            except (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException):
+                raise  # a fault in our SQL, not in the snapshot
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:
+                # Unreadable pages surface as IO, conversion or bare errors ("don't know what
+                # type"): the sweep fails, it never passes for a sweep that found less.
+                raise SnapshotError(f"cannot sweep {part.path}: {exc}") from exc
+            if on_file_done is not None:
+                on_file_done(index)
+        decide_pending()
     findings = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
     return result(
         findings.sort_by("listing_id"), acting=True, rows=snapshot.rows, screened=screened
@@ -408,21 +403,23 @@ def write_findings(result: SweepResult, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / FINDINGS_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".findings-", suffix=".parquet", dir=out)
-    os.close(fd)
+    temporary: list[Path] = []
     try:
+        fd, name = tempfile.mkstemp(prefix=".findings-", suffix=".parquet", dir=out)
+        os.close(fd)
+        tmp = Path(name)
+        temporary.append(tmp)
         pq.write_table(result.findings, tmp, compression="zstd")
-        digest = _sha256(Path(tmp))
-        record = result.record(digest)
-        fd, tmp_json = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
+        record = result.record(_sha256(tmp))
+        fd, name = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
+        tmp_json = Path(name)
+        temporary.append(tmp_json)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2, ensure_ascii=False, default=str)
         os.replace(tmp, target)
         os.replace(tmp_json, out / SWEEP_FILE)
     finally:
-        for leftover in out.glob(".findings-*"):
-            leftover.unlink(missing_ok=True)
-        for leftover in out.glob(".sweep-*"):
+        for leftover in temporary:
             leftover.unlink(missing_ok=True)
     return target
 
