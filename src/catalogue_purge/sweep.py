@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import tempfile
-import threading
 import time as _time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,9 +35,7 @@ from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
 
 FINDINGS_FILE = "findings.parquet"
-# Small batches keep the precise match busy while DuckDB scans on (see read_ahead).
 CANDIDATE_BATCH = 4096
-READ_AHEAD = 8
 # Screened listings decided at a time: bounds the memory of the decision queries.
 CLASSIFY_BATCH = 20_000
 SWEEP_FILE = "sweep.json"
@@ -273,43 +269,6 @@ def iter_candidate_batches(
     yield from reader
 
 
-def read_ahead(
-    batches: Iterator[pa.RecordBatch], depth: int = READ_AHEAD
-) -> Iterator[pa.RecordBatch]:
-    """Pull the batches in a thread, so that DuckDB scans and screens the next row groups (its
-    work and Hyperscan's release the GIL) while the caller matches the current batch in Python.
-    An error in the scan is raised in the caller."""
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(done)
-        except BaseException as exc:  # handed to the caller, which raises it
-            slots.put(exc)
-
-    worker = threading.Thread(target=pump, name="sweep-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while (item := slots.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
 def sweep(
     snapshot: Snapshot,
     policy: Policy,
@@ -368,7 +327,7 @@ def sweep(
         screened = 0
         for index, part in enumerate(snapshot.files):
             try:
-                for batch in read_ahead(iter_candidate_batches(scanning, snapshot, policy, index)):
+                for batch in iter_candidate_batches(scanning, snapshot, policy, index):
                     screened += batch.num_rows
                     pending.append(_match_candidates(matcher, batch))
                     if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:
