@@ -1,12 +1,14 @@
 -- One finding per listing the policy catches, with its evidence.
 -- Returns the Findings contract: listing_id, seller_id, country_of_sale, category_path, decision,
--- rule_ids, matched_terms, evasion; and title, prohibited_category, evidence, exemption_ids.
+-- rule_ids, matched_terms, evasion; and title, updated_at (the snapshot's version of the
+-- listing, on which a delisting is conditioned), prohibited_category, evidence, exemption_ids.
 -- Decision: a prohibited category or a `delist` rule -> 'delist'; only `review` rules ->
 -- 'review'; every rule that fired exempted -> 'exempted'. Evasion: caught by its text while
 -- outside every prohibited category.
 -- Parameters: none.
 -- Inputs:
---   candidates(listing_id, seller_id, country_of_sale, category_path, title, prohibited_category)
+--   candidates(listing_id, seller_id, country_of_sale, category_path, title, updated_at,
+--              prohibited_category)
 --   evidence(listing_id, rule_id, action, term, field, text)      text rules that fired
 --   exemptions(exemption_id, listing_id, seller_id, rule_id)       in force at the as-of date
 WITH fired AS (
@@ -58,6 +60,7 @@ SELECT
     coalesce(CASE WHEN p.any_active THEN p.active_terms ELSE p.all_terms END, []) AS matched_terms,
     (c.prohibited_category IS NULL AND coalesce(p.text_active, false)) AS evasion,
     c.title,
+    c.updated_at,
     c.prohibited_category,
     p.evidence,
     coalesce(p.exemption_ids, []) AS exemption_ids

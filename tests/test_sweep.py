@@ -58,6 +58,7 @@ def test_decisions_evasion_and_evidence(policy, snapshot_file):
         "L-8": "delist",
     }
     assert found["L-1"]["evasion"] is False
+    assert found["L-1"]["updated_at"] == datetime(2021, 10, 1, tzinfo=UTC)
     assert "category:Computer & Office > Blockchain Miners" in found["L-1"]["rule_ids"]
     assert found["L-2"]["evasion"] is True
     assert "asic-miner-brands" in found["L-2"]["rule_ids"]

@@ -63,6 +63,7 @@ SWEEP_COLUMNS = (
     "category_path",
     "country_of_sale",
     "status",
+    "updated_at",
 )
 
 

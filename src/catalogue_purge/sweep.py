@@ -57,6 +57,7 @@ CANDIDATE_SCHEMA = pa.schema(
         ("country_of_sale", pa.string()),
         ("category_path", pa.string()),
         ("title", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
         ("prohibited_category", pa.string()),
     ]
 )
@@ -79,6 +80,7 @@ FINDINGS_SCHEMA = pa.schema(
         ("matched_terms", pa.list_(pa.string())),
         ("evasion", pa.bool_()),
         ("title", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
         ("prohibited_category", pa.string()),
         (
             "evidence",
