@@ -25,3 +25,9 @@ class SnapshotError(PurgeError):
     """A snapshot cannot be read as the Snapshot contract: names the file and the column."""
 
     exit_code = 3
+
+
+class PlanMismatch(PurgeError):
+    """A run already recorded a different plan, or the plan is not the approved one."""
+
+    exit_code = 4

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
+from catalogue_purge.catalogue import LiveListing
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import SnapshotError
 from catalogue_purge.matcher import Matcher
@@ -406,3 +407,33 @@ def decisions(findings: pa.Table) -> dict[str, str]:
             strict=True,
         )
     )
+
+
+def live_recheck(
+    policy: Policy, matcher: Matcher
+) -> Callable[[LiveListing], tuple[bool, tuple[str, ...]]]:
+    """For a listing that changed since the snapshot: do its live fields still call for
+    delisting (a prohibited category or a `delist` rule), and under which rules?"""
+    prefixes = _prohibited_prefixes(policy)
+
+    def recheck(live: LiveListing) -> tuple[bool, tuple[str, ...]]:
+        listing = pa.table(
+            {
+                "listing_id": [live.listing_id],
+                "country_of_sale": [live.country_of_sale],
+                "title": [live.title],
+                "description": pa.array([live.description], pa.string()),
+            }
+        )
+        if not policy.country_in_scope(live.country_of_sale):
+            return False, ()
+        evidence = match_listings(matcher, listing).to_pylist()
+        rules = sorted({e["rule_id"] for e in evidence if e["action"] == "delist"})
+        category = next(
+            (p for p in prefixes if (live.category_path + CATEGORY_SEPARATOR).startswith(p)), None
+        )
+        if category is not None:
+            rules.insert(0, "category:" + category.removesuffix(CATEGORY_SEPARATOR))
+        return bool(rules), tuple(rules)
+
+    return recheck
