@@ -198,3 +198,25 @@ def test_a_run_refuses_a_different_plan_and_an_unapproved_one(tmp_path, recheck)
     assert apply_plan(
         other, catalogue, store(tmp_path, "run-2"), recheck, approve=other.sha256
     ).balanced
+
+
+def test_safety_limits_hold_an_unapproved_run(tmp_path, recheck):
+    from catalogue_purge.errors import SafetyLimitExceeded
+    from catalogue_purge.policy import SafetyLimits
+
+    listings = {f"L-{i}": live(f"L-{i}") for i in range(5)}
+    catalogue = InMemoryCatalogue(dict(listings))
+    plan = plan_of([finding(k) for k in listings])
+    limits = SafetyLimits(max_listings=3, max_share=0.5, max_per_seller=4)
+    with pytest.raises(SafetyLimitExceeded) as held:
+        apply_plan(plan, catalogue, store(tmp_path), recheck, limits=limits, swept=8)
+    message = str(held.value)
+    assert "max_listings: 5 to delist, limit 3 (over by 2)" in message
+    assert "max_share: 62.50% of 8 swept listings" in message
+    assert "the most S-1 with 5" in message
+    assert plan.sha256 in message
+    assert catalogue.writes == 0
+    report = apply_plan(
+        plan, catalogue, store(tmp_path), recheck, limits=limits, swept=8, approve=plan.sha256
+    )
+    assert report.outcomes == {Outcome.DELISTED: 5}

@@ -149,6 +149,60 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float
         out.print(table)
 
 
+def cmd_delist(args: argparse.Namespace) -> int:
+    import json
+
+    from catalogue_purge import aws
+    from catalogue_purge.catalogue import DynamoCatalogue
+    from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
+    from catalogue_purge.matcher import Matcher
+    from catalogue_purge.runstore import RunStore
+    from catalogue_purge.sweep import SWEEP_FILE, live_recheck, read_findings
+
+    try:
+        sweep_record = json.loads((args.findings / SWEEP_FILE).read_text(encoding="utf-8"))
+        findings = read_findings(args.findings)
+    except (OSError, ValueError) as exc:
+        raise PurgeError(f"cannot read the sweep in {args.findings}: {exc}") from None
+    policy = load_policy(args.policy)
+    if policy.sha256 != sweep_record["policy"]["sha256"]:
+        raise PurgeError(
+            f"{args.policy} (sha256 {policy.sha256[:12]}) is not the policy the findings were "
+            f"made with (sha256 {sweep_record['policy']['sha256'][:12]}); sweep again or pass "
+            "the same policy file"
+        )
+    plan = plan_delistings(findings, args.run_id, policy.id, policy.sha256)
+    runs = args.runs or str(args.findings / "runs")
+    store = RunStore(f"{runs.rstrip('/')}/{args.run_id}", OUTCOME_SCHEMA)
+    catalogue = DynamoCatalogue(args.table, aws.client("dynamodb"))
+    out.print(f"plan {plan.sha256}: {len(plan.intents):,} listings to delist, run {args.run_id}")
+    report = apply_plan(
+        plan,
+        catalogue,
+        store,
+        live_recheck(policy, Matcher(policy)),
+        dry_run=args.dry_run,
+        concurrency=args.concurrency,
+        approve=args.approve,
+        limits=policy.document.safety_limits,
+        swept=sweep_record["summary"]["rows_scanned"],
+    )
+    table = Table(title="outcomes (dry run: nothing was written)" if report.dry_run else "outcomes")
+    table.add_column("outcome")
+    table.add_column("listings", justify="right")
+    for outcome, count in sorted(report.outcomes.items()):
+        table.add_row(outcome, f"{count:,}")
+    out.print(table)
+    for failure in report.failed[:20]:
+        out.print(f"[red]FAILED[/red] {failure['listing_id']}: {failure['error']}")
+    balance = "balanced" if report.balanced else "[red]NOT balanced[/red]"
+    out.print(
+        f"{report.planned:,} planned, {sum(report.outcomes.values()):,} outcomes ({balance}); "
+        f"records under {store.location}"
+    )
+    return 0 if report.balanced and not report.failed else 6
+
+
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from catalogue_purge.matcher import Matcher
 
@@ -203,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("delist", help="apply a sweep's delist findings to the live catalogue")
+    p.add_argument("--findings", required=True, type=Path, help="the sweep's output folder")
+    p.add_argument("--table", required=True, help="the listings table (DynamoDB)")
+    p.add_argument("--run-id", required=True, help="the run; the same id resumes it")
+    p.add_argument("--policy", required=True, type=Path, help="the policy the sweep used")
+    p.add_argument("--runs", help="where runs record intents and outcomes (default: FINDINGS/runs)")
+    p.add_argument("--dry-run", action="store_true", help="record what it would do, write nothing")
+    p.add_argument("--approve", metavar="HASH", help="apply only this plan, past the safety limits")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.set_defaults(func=cmd_delist)
 
     p = sub.add_parser("policy", help="policy tools")
     psub = p.add_subparsers(dest="policy_command", required=True)

@@ -33,7 +33,8 @@ from catalogue_purge.catalogue import (
     Transient,
     format_version,
 )
-from catalogue_purge.errors import PlanMismatch
+from catalogue_purge.errors import PlanMismatch, SafetyLimitExceeded
+from catalogue_purge.policy import SafetyLimits
 from catalogue_purge.runstore import RunStore
 
 
@@ -273,6 +274,32 @@ class _Applier:
         return self._changed(intent, current)
 
 
+def limit_breaches(plan: Plan, limits: SafetyLimits, swept: int) -> list[str]:
+    """The policy's safety limits this plan breaks, each with by how much."""
+    breaches = []
+    planned = len(plan.intents)
+    if limits.max_listings is not None and planned > limits.max_listings:
+        breaches.append(
+            f"max_listings: {planned:,} to delist, limit {limits.max_listings:,} "
+            f"(over by {planned - limits.max_listings:,})"
+        )
+    if limits.max_share is not None and swept and planned / swept > limits.max_share:
+        breaches.append(
+            f"max_share: {planned / swept:.2%} of {swept:,} swept listings, "
+            f"limit {limits.max_share:.2%}"
+        )
+    if limits.max_per_seller is not None:
+        per_seller = Counter(i.seller_id for i in plan.intents)
+        over = {s: n for s, n in per_seller.items() if n > limits.max_per_seller}
+        if over:
+            worst = max(over, key=lambda s: over[s])
+            breaches.append(
+                f"max_per_seller: {len(over)} seller(s) over {limits.max_per_seller:,}, "
+                f"the most {worst} with {over[worst]:,}"
+            )
+    return breaches
+
+
 def apply_plan(
     plan: Plan,
     catalogue: Catalogue,
@@ -285,13 +312,24 @@ def apply_plan(
     retry: Retry | None = None,
     sleep: Callable[[float], None] = time.sleep,
     approve: str | None = None,
+    limits: SafetyLimits | None = None,
+    swept: int = 0,
 ) -> Report:
-    """Apply the plan, resuming whatever this run already recorded."""
+    """Apply the plan, resuming whatever this run already recorded. An unapproved run is held
+    back by the safety limits; an approved one must name this very plan's hash."""
     started = time.perf_counter()
     if approve is not None and approve != plan.sha256:
         raise PlanMismatch(
             f"plan {plan.sha256} is not the approved plan {approve}; nothing was delisted"
         )
+    if approve is None and limits is not None and not dry_run:
+        breaches = limit_breaches(plan, limits, swept)
+        if breaches:
+            raise SafetyLimitExceeded(
+                "nothing was delisted: the plan breaks the policy's safety limits ("
+                + "; ".join(breaches)
+                + f"). Review it, then apply it with --approve {plan.sha256}"
+            )
     if dry_run:
         store = store.dry()
     store.record_plan(plan.sha256, plan.table(), dry_run=dry_run)

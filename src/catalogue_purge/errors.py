@@ -31,3 +31,9 @@ class PlanMismatch(PurgeError):
     """A run already recorded a different plan, or the plan is not the approved one."""
 
     exit_code = 4
+
+
+class SafetyLimitExceeded(PurgeError):
+    """An unapproved run would act on more than the policy's safety limits allow."""
+
+    exit_code = 5

@@ -1,0 +1,105 @@
+"""The delist command end to end: a sweep, then delisting against DynamoDB on moto's server."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import boto3
+
+from catalogue_purge.catalogue import LiveListing, Status, create_listings_table, put_listings
+from catalogue_purge.cli import main
+
+from .conftest import SHIPPED_POLICY, listing, write_listings
+
+V = "2021-10-01T00:00:00.000000Z"
+
+
+def test_sweep_then_delist_then_resume(aws, tmp_path, capsys):
+    rows = [
+        listing("L-1", "Antminer S19 Pro 110TH/s", "Home Appliances > Heaters"),
+        listing("L-2", "Whatsminer M30S++", "Computer & Office > Blockchain Miners"),
+        listing(
+            "L-3", "8 GPU open air frame", "Computer & Office > Computer Components > PC Cases"
+        ),
+        listing("L-4", "Blue vase"),
+    ]
+    snapshot = write_listings(tmp_path / "snap.parquet", rows)
+    assert (
+        main(
+            [
+                "sweep",
+                "--snapshot",
+                str(snapshot),
+                "--policy",
+                str(SHIPPED_POLICY),
+                "--as-of",
+                "2021-10-08",
+                "--out",
+                str(tmp_path / "sweep"),
+            ]
+        )
+        == 0
+    )
+
+    client = boto3.client("dynamodb")
+    table = f"listings-{uuid.uuid4().hex[:8]}"
+    create_listings_table(client, table)
+    put_listings(
+        client,
+        table,
+        [
+            LiveListing(
+                r["listing_id"],
+                r["seller_id"],
+                Status.ACTIVE,
+                r["category_path"],
+                r["title"],
+                None,
+                r["country_of_sale"],
+                V,
+            )
+            for r in rows
+        ],
+    )
+    args = [
+        "delist",
+        "--findings",
+        str(tmp_path / "sweep"),
+        "--table",
+        table,
+        "--run-id",
+        "run-1",
+        "--policy",
+        str(SHIPPED_POLICY),
+    ]
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    assert "dry run" in capsys.readouterr().out
+    assert (
+        client.get_item(TableName=table, Key={"listing_id": {"S": "L-1"}})["Item"]["status"]["S"]
+        == "ACTIVE"
+    )
+
+    # 2 of 4 swept listings is far over the policy's 2% share: held back until approved.
+    assert main(args) == 5
+    held = capsys.readouterr().err
+    assert "max_share: 50.00% of 4 swept listings" in held
+    plan_hash = re.search(r"--approve\s+([0-9a-f]{64})", held).group(1)
+    assert (
+        client.get_item(TableName=table, Key={"listing_id": {"S": "L-1"}})["Item"]["status"]["S"]
+        == "ACTIVE"
+    )
+
+    args += ["--approve", plan_hash]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "DELISTED" in printed and "balanced" in printed
+    status = {
+        k: client.get_item(TableName=table, Key={"listing_id": {"S": k}})["Item"]["status"]["S"]
+        for k in ("L-1", "L-2", "L-3", "L-4")
+    }
+    assert status == {"L-1": "DELISTED", "L-2": "DELISTED", "L-3": "ACTIVE", "L-4": "ACTIVE"}
+
+    assert main(args) == 0  # the same run again: nothing more to do, same outcomes
+    assert "2 planned, 2 outcomes (balanced)" in capsys.readouterr().out
