@@ -150,18 +150,15 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float
 
 
 def cmd_delist(args: argparse.Namespace) -> int:
-    import json
-
     from catalogue_purge import aws
     from catalogue_purge.catalogue import DynamoCatalogue
     from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
     from catalogue_purge.matcher import Matcher
     from catalogue_purge.runstore import RunStore
-    from catalogue_purge.sweep import SWEEP_FILE, live_recheck, read_findings
+    from catalogue_purge.sweep import live_recheck, read_sweep
 
     try:
-        sweep_record = json.loads((args.findings / SWEEP_FILE).read_text(encoding="utf-8"))
-        findings = read_findings(args.findings)
+        findings, sweep_record = read_sweep(str(args.findings))
     except (OSError, ValueError) as exc:
         raise PurgeError(f"cannot read the sweep in {args.findings}: {exc}") from None
     policy = load_policy(args.policy)
@@ -172,7 +169,7 @@ def cmd_delist(args: argparse.Namespace) -> int:
             "the same policy file"
         )
     plan = plan_delistings(findings, args.run_id, policy.id, policy.sha256)
-    runs = args.runs or str(args.findings / "runs")
+    runs = args.runs or f"{args.findings.rstrip('/')}/runs"
     store = RunStore(f"{runs.rstrip('/')}/{args.run_id}", OUTCOME_SCHEMA)
     catalogue = DynamoCatalogue(args.table, aws.client("dynamodb"))
     out.print(f"plan {plan.sha256}: {len(plan.intents):,} listings to delist, run {args.run_id}")
@@ -259,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("delist", help="apply a sweep's delist findings to the live catalogue")
-    p.add_argument("--findings", required=True, type=Path, help="the sweep's output folder")
+    p.add_argument("--findings", required=True, help="the sweep's output: a folder or s3:// prefix")
     p.add_argument("--table", required=True, help="the listings table (DynamoDB)")
     p.add_argument("--run-id", required=True, help="the run; the same id resumes it")
     p.add_argument("--policy", required=True, type=Path, help="the policy the sweep used")

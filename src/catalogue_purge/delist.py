@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from catalogue_purge.catalogue import (
     Catalogue,
@@ -314,9 +315,12 @@ def apply_plan(
     approve: str | None = None,
     limits: SafetyLimits | None = None,
     swept: int = 0,
+    batch: tuple[int, int] | None = None,
 ) -> Report:
     """Apply the plan, resuming whatever this run already recorded. An unapproved run is held
-    back by the safety limits; an approved one must name this very plan's hash."""
+    back by the safety limits; an approved one must name this very plan's hash. `batch`
+    (start, end) applies only those intents of the plan (one Map iteration of the state
+    machine); the report then counts that batch."""
     started = time.perf_counter()
     if approve is not None and approve != plan.sha256:
         raise PlanMismatch(
@@ -335,7 +339,8 @@ def apply_plan(
     store.record_plan(plan.sha256, plan.table(), dry_run=dry_run)
     done = store.read_outcomes()
     recorded = set(done.column("listing_id").to_pylist())
-    todo = [i for i in plan.intents if i.listing_id not in recorded]
+    scope = plan.intents[batch[0] : batch[1]] if batch else plan.intents
+    todo = [i for i in scope if i.listing_id not in recorded]
     apply_one = _Applier(
         plan=plan,
         catalogue=catalogue,
@@ -348,7 +353,11 @@ def apply_plan(
         for start in range(0, len(todo), chunk):
             results = list(pool.map(apply_one, todo[start : start + chunk]))
             store.append_outcomes(_outcome_table(results, dry_run))
-    return report(plan, store.read_outcomes(), dry_run, time.perf_counter() - started)
+    outcomes = store.read_outcomes()
+    if batch:
+        ids = pa.array([i.listing_id for i in scope], pa.string())
+        outcomes = outcomes.filter(pc.is_in(outcomes.column("listing_id"), value_set=ids))
+    return report(plan, outcomes, dry_run, time.perf_counter() - started, planned=len(scope))
 
 
 def _outcome_table(results: Sequence[Result], dry_run: bool) -> pa.Table:
@@ -368,12 +377,14 @@ def _outcome_table(results: Sequence[Result], dry_run: bool) -> pa.Table:
     )
 
 
-def report(plan: Plan, outcomes: pa.Table, dry_run: bool, seconds: float) -> Report:
+def report(
+    plan: Plan, outcomes: pa.Table, dry_run: bool, seconds: float, planned: int | None = None
+) -> Report:
     rows = outcomes.to_pylist()
     return Report(
         run_id=plan.run_id,
         plan_sha256=plan.sha256,
-        planned=len(plan.intents),
+        planned=len(plan.intents) if planned is None else planned,
         outcomes=dict(Counter(r["outcome"] for r in rows)),
         failed=[
             {"listing_id": r["listing_id"], "error": r["error"]}

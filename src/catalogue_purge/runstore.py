@@ -22,19 +22,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from catalogue_purge.errors import PlanMismatch
-from catalogue_purge.snapshot import s3_filesystem
+from catalogue_purge.storage import locate
 
 
 class RunStore:
     def __init__(
         self, root: str, outcome_schema: pa.Schema, filesystem: pafs.FileSystem | None = None
     ):
-        if root.startswith("s3://"):
-            self.fs = filesystem or s3_filesystem()
-            self.root = root.removeprefix("s3://").rstrip("/")
-        else:
-            self.fs = filesystem or pafs.LocalFileSystem()
-            self.root = root.rstrip("/")
+        self.fs, self.root = locate(root, filesystem)
         self.location = root.rstrip("/")
         self.outcome_schema = outcome_schema
 

@@ -34,6 +34,7 @@ from catalogue_purge.errors import SnapshotError
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
+from catalogue_purge.storage import locate, read_bytes
 
 FINDINGS_FILE = "findings.parquet"
 CANDIDATE_BATCH = 4096
@@ -395,7 +396,15 @@ def _sha256(path: Path) -> str:
 
 
 def read_findings(out_dir: str | Path) -> pa.Table:
-    return pq.read_table(Path(out_dir) / FINDINGS_FILE)
+    return read_sweep(str(out_dir))[0]
+
+
+def read_sweep(location: str) -> tuple[pa.Table, dict]:
+    """findings.parquet and sweep.json of a sweep, from a local folder or an s3:// prefix."""
+    fs, path = locate(location)
+    findings = pq.read_table(f"{path}/{FINDINGS_FILE}", filesystem=fs)
+    record = json.loads(read_bytes(f"{location.rstrip('/')}/{SWEEP_FILE}"))
+    return findings, record
 
 
 def decisions(findings: pa.Table) -> dict[str, str]:
