@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,8 +36,11 @@ from catalogue_purge.catalogue import (
     format_version,
 )
 from catalogue_purge.errors import PlanMismatch, SafetyLimitExceeded
-from catalogue_purge.policy import SafetyLimits
+from catalogue_purge.events import DelistBatch, DelistBatchResult
+from catalogue_purge.matcher import Matcher
+from catalogue_purge.policy import SafetyLimits, load_policy
 from catalogue_purge.runstore import RunStore
+from catalogue_purge.sweep import live_recheck, read_sweep
 
 
 class Outcome(StrEnum):
@@ -403,4 +407,37 @@ def outcomes_by_listing(outcomes: pa.Table) -> dict[str, str]:
             outcomes.column("outcome").to_pylist(),
             strict=True,
         )
+    )
+
+
+def delist_batch(batch: DelistBatch, catalogue: Catalogue, policies_dir: Path) -> DelistBatchResult:
+    """The Delist Lambda's work: one batch of a sweep's plan, against the live catalogue."""
+    findings, record = read_sweep(batch.sweep_uri)
+    policy = load_policy(policies_dir / f"{record['policy']['id']}.yaml")
+    if policy.sha256 != record["policy"]["sha256"]:
+        raise PlanMismatch(
+            f"the deployed policy {policy.id} (sha256 {policy.sha256[:12]}) is not the one the "
+            f"sweep used (sha256 {record['policy']['sha256'][:12]})"
+        )
+    plan = plan_delistings(findings, batch.run_id, policy.id, policy.sha256)
+    start = batch.batch_index * batch.batch_size
+    result = apply_plan(
+        plan,
+        catalogue,
+        RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA),
+        live_recheck(policy, Matcher(policy)),
+        dry_run=batch.dry_run,
+        approve=batch.approve,
+        limits=policy.document.safety_limits,
+        swept=record["summary"]["rows_scanned"],
+        batch=(start, start + batch.batch_size),
+    )
+    return DelistBatchResult(
+        run_id=batch.run_id,
+        batch_index=batch.batch_index,
+        plan_sha256=result.plan_sha256,
+        planned=result.planned,
+        outcomes=result.outcomes,
+        failed=len(result.failed),
+        dry_run=result.dry_run,
     )

@@ -1,0 +1,69 @@
+"""Delist Lambda: one batch of a run's plan applied to the live catalogue.
+
+Parse, call, return. Powertools idempotency, keyed on the run and the batch, answers a batch
+event delivered twice with the first result instead of acting again.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from catalogue_purge import aws
+from catalogue_purge.catalogue import DynamoCatalogue
+from catalogue_purge.delist import delist_batch
+from catalogue_purge.events import DelistBatch, DelistBatchResult
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace="CataloguePurge")
+
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="[run_id, batch_index, dry_run]")
+
+
+@cache
+def _persistence() -> DynamoDBPersistenceLayer:
+    # Built on first use, not at import: the table comes from the environment of the invocation.
+    return DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
+
+
+def _apply(batch: DelistBatch) -> dict:
+    catalogue = DynamoCatalogue(batch.table, aws.client("dynamodb"))
+    result: DelistBatchResult = delist_batch(batch, catalogue, POLICIES)
+    for outcome, count in result.outcomes.items():
+        metrics.add_metric(
+            name=f"Outcome{outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=count
+        )
+    logger.info("delisted a batch", extra=result.model_dump())
+    return result.model_dump()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict:
+    batch = DelistBatch.model_validate(event)
+    IDEMPOTENCY.register_lambda_context(context)
+    guarded = idempotent_function(
+        data_keyword_argument="batch",
+        persistence_store=_persistence(),
+        config=IDEMPOTENCY,
+        output_serializer=None,
+    )(_apply_event)
+    return guarded(batch=batch.model_dump())
+
+
+def _apply_event(batch: dict) -> dict:
+    return _apply(DelistBatch.model_validate(batch))

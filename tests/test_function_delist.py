@@ -1,0 +1,141 @@
+"""The Delist Lambda, replayed from events/ against moto's server, delivered twice."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from dataclasses import dataclass
+
+import boto3
+
+from catalogue_purge.catalogue import LiveListing, Status, create_listings_table, put_listings
+from catalogue_purge.cli import main
+from catalogue_purge.delist import plan_delistings
+from catalogue_purge.events import DelistBatch
+from catalogue_purge.policy import load_policy
+from catalogue_purge.sweep import read_sweep
+
+from .conftest import ROOT, SHIPPED_POLICY, listing, write_listings
+
+V = "2021-10-01T00:00:00.000000Z"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "Delist"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:Delist"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def load_function(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"function_{name}", ROOT / "functions" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def status(client, table: str, listing_id: str) -> str:
+    return client.get_item(TableName=table, Key={"listing_id": {"S": listing_id}})["Item"][
+        "status"
+    ]["S"]
+
+
+def test_sample_event_parses():
+    event = json.loads((ROOT / "events" / "delist-batch.json").read_text())
+    assert DelistBatch.model_validate(event).batch_size == 1000
+
+
+def test_a_batch_delivered_twice_acts_once(aws, tmp_path, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "catalogue-purge")
+    rows = [
+        listing("L-1", "Antminer S19 Pro 110TH/s", "Home Appliances > Heaters"),
+        listing("L-2", "Whatsminer M30S++", "Computer & Office > Blockchain Miners"),
+        listing("L-3", "Blue vase"),
+    ]
+    snapshot = write_listings(tmp_path / "snap.parquet", rows)
+    assert (
+        main(
+            [
+                "sweep",
+                "--snapshot",
+                str(snapshot),
+                "--policy",
+                str(SHIPPED_POLICY),
+                "--as-of",
+                "2021-10-08",
+                "--out",
+                str(tmp_path / "sweep"),
+            ]
+        )
+        == 0
+    )
+
+    suffix = uuid.uuid4().hex[:8]
+    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+    bucket, table, idempotency = f"runs-{suffix}", f"listings-{suffix}", f"idempotency-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    for name in ("findings.parquet", "sweep.json"):
+        s3.upload_file(str(tmp_path / "sweep" / name), bucket, f"sweeps/run-1/{name}")
+    create_listings_table(dynamodb, table)
+    put_listings(
+        dynamodb,
+        table,
+        [
+            LiveListing(
+                r["listing_id"],
+                r["seller_id"],
+                Status.ACTIVE,
+                r["category_path"],
+                r["title"],
+                None,
+                r["country_of_sale"],
+                V,
+            )
+            for r in rows
+        ],
+    )
+    dynamodb.create_table(
+        TableName=idempotency,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", idempotency)
+
+    findings, _ = read_sweep(str(tmp_path / "sweep"))
+    policy = load_policy(SHIPPED_POLICY)
+    approved = plan_delistings(findings, "run-1", policy.id, policy.sha256).sha256
+    event = json.loads((ROOT / "events" / "delist-batch.json").read_text()) | {
+        "run_id": "run-1",
+        "sweep_uri": f"s3://{bucket}/sweeps/run-1",
+        "runs_uri": f"s3://{bucket}/runs",
+        "table": table,
+        "batch_size": 100,
+        "approve": approved,
+    }
+    function = load_function("delist")
+    first = function.handler(event, FakeContext())
+    assert first["outcomes"] == {"DELISTED": 2}
+    assert status(dynamodb, table, "L-1") == "DELISTED"
+
+    # The seller's listing is back, edited, before the same event is delivered again: a second
+    # delivery must answer from the first, not act.
+    dynamodb.update_item(
+        TableName=table,
+        Key={"listing_id": {"S": "L-1"}},
+        UpdateExpression="SET #s = :a",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":a": {"S": "ACTIVE"}},
+    )
+    again = function.handler(event, FakeContext())
+    assert again == first
+    assert status(dynamodb, table, "L-1") == "ACTIVE"
+    assert list(s3.list_objects_v2(Bucket=bucket, Prefix="runs/run-1/intents")["Contents"])
