@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -24,12 +23,12 @@ from catalogue_purge import aws
 from catalogue_purge.catalogue import DynamoCatalogue
 from catalogue_purge.delist import delist_batch
 from catalogue_purge.events import DelistBatch, DelistBatchResult
+from catalogue_purge.policy import shipped_policies
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="CataloguePurge")
 
-POLICIES = Path(__file__).resolve().parent.parent / "policies"
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="[run_id, batch_index, dry_run]")
 
 
@@ -41,7 +40,7 @@ def _persistence() -> DynamoDBPersistenceLayer:
 
 def _apply(batch: DelistBatch) -> dict:
     catalogue = DynamoCatalogue(batch.table, aws.client("dynamodb"))
-    result: DelistBatchResult = delist_batch(batch, catalogue, POLICIES)
+    result: DelistBatchResult = delist_batch(batch, catalogue, shipped_policies())
     for outcome, count in result.outcomes.items():
         metrics.add_metric(
             name=f"Outcome{outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=count

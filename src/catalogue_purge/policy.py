@@ -439,3 +439,10 @@ def _load_exemptions(path: Path, document: PolicyDocument) -> tuple[tuple[Exempt
 
 def category_rule_id(path: str) -> str:
     return CATEGORY_RULE_PREFIX + path
+
+
+def shipped_policies() -> Path:
+    """The folder of the policies shipped with the code: inside the installed package (a
+    Lambda package), or policies/ of the source tree."""
+    packaged = Path(__file__).resolve().parent / "_policies"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "policies"
