@@ -81,3 +81,42 @@ def aws(moto_endpoint, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_endpoint
+
+
+LIVE_VERSION = "2021-10-01T00:00:00.000000Z"
+
+
+@pytest.fixture
+def live_table(aws):
+    """A listings table on moto's server holding the given snapshot rows, all ACTIVE at
+    LIVE_VERSION (the snapshot's updated_at): returns (client, table name)."""
+    import uuid
+
+    import boto3
+
+    from catalogue_purge.catalogue import LiveListing, Status, create_listings_table, put_listings
+
+    def make(rows: list[dict]) -> tuple[object, str]:
+        client = boto3.client("dynamodb")
+        table = f"listings-{uuid.uuid4().hex[:8]}"
+        create_listings_table(client, table)
+        put_listings(
+            client,
+            table,
+            [
+                LiveListing(
+                    r["listing_id"],
+                    r["seller_id"],
+                    Status.ACTIVE,
+                    r["category_path"],
+                    r["title"],
+                    r["description"],
+                    r["country_of_sale"],
+                    LIVE_VERSION,
+                )
+                for r in rows
+            ],
+        )
+        return client, table
+
+    return make

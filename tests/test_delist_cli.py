@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 
-import boto3
-
-from catalogue_purge.catalogue import LiveListing, Status, create_listings_table, put_listings
 from catalogue_purge.cli import main
 
 from .conftest import SHIPPED_POLICY, listing, write_listings
 
-V = "2021-10-01T00:00:00.000000Z"
 
-
-def test_sweep_then_delist_then_resume(aws, tmp_path, capsys):
+def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
     rows = [
         listing("L-1", "Antminer S19 Pro 110TH/s", "Home Appliances > Heaters"),
         listing("L-2", "Whatsminer M30S++", "Computer & Office > Blockchain Miners"),
@@ -42,26 +36,7 @@ def test_sweep_then_delist_then_resume(aws, tmp_path, capsys):
         == 0
     )
 
-    client = boto3.client("dynamodb")
-    table = f"listings-{uuid.uuid4().hex[:8]}"
-    create_listings_table(client, table)
-    put_listings(
-        client,
-        table,
-        [
-            LiveListing(
-                r["listing_id"],
-                r["seller_id"],
-                Status.ACTIVE,
-                r["category_path"],
-                r["title"],
-                None,
-                r["country_of_sale"],
-                V,
-            )
-            for r in rows
-        ],
-    )
+    client, table = live_table(rows)
     args = [
         "delist",
         "--findings",

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import boto3
 
-from catalogue_purge.catalogue import LiveListing, Status, create_listings_table, put_listings
 from catalogue_purge.cli import main
 from catalogue_purge.delist import plan_delistings
 from catalogue_purge.events import DelistBatch
@@ -17,8 +16,6 @@ from catalogue_purge.policy import load_policy
 from catalogue_purge.sweep import read_sweep
 
 from .conftest import ROOT, SHIPPED_POLICY, listing, write_listings
-
-V = "2021-10-01T00:00:00.000000Z"
 
 
 @dataclass
@@ -52,7 +49,7 @@ def test_sample_event_parses():
     assert DelistBatch.model_validate(event).batch_size == 1000
 
 
-def test_a_batch_delivered_twice_acts_once(aws, tmp_path, monkeypatch):
+def test_a_batch_delivered_twice_acts_once(live_table, tmp_path, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "catalogue-purge")
     rows = [
@@ -79,29 +76,12 @@ def test_a_batch_delivered_twice_acts_once(aws, tmp_path, monkeypatch):
     )
 
     suffix = uuid.uuid4().hex[:8]
-    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-    bucket, table, idempotency = f"runs-{suffix}", f"listings-{suffix}", f"idempotency-{suffix}"
+    dynamodb, table = live_table(rows)
+    s3 = boto3.client("s3")
+    bucket, idempotency = f"runs-{suffix}", f"idempotency-{suffix}"
     s3.create_bucket(Bucket=bucket)
     for name in ("findings.parquet", "sweep.json"):
         s3.upload_file(str(tmp_path / "sweep" / name), bucket, f"sweeps/run-1/{name}")
-    create_listings_table(dynamodb, table)
-    put_listings(
-        dynamodb,
-        table,
-        [
-            LiveListing(
-                r["listing_id"],
-                r["seller_id"],
-                Status.ACTIVE,
-                r["category_path"],
-                r["title"],
-                None,
-                r["country_of_sale"],
-                V,
-            )
-            for r in rows
-        ],
-    )
     dynamodb.create_table(
         TableName=idempotency,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],

@@ -131,55 +131,51 @@ class DynamoCatalogue:
         return None if item is None else _from_item(item)
 
     def delist(self, listing_id: str, expected_updated_at: str, enforcement: Enforcement) -> None:
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"listing_id": {"S": listing_id}},
-                UpdateExpression=(
-                    "SET #status = :delisted, updated_at = :now, enforcement_run_id = :run, "
-                    "enforcement_policy_id = :policy, enforcement_policy_sha256 = :sha, "
-                    "enforcement_rule_ids = :rules, enforcement_at = :at, "
-                    "enforcement_outcome = :outcome"
-                ),
-                ConditionExpression="#status = :active AND updated_at = :expected",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":delisted": {"S": Status.DELISTED},
-                    ":active": {"S": Status.ACTIVE},
-                    ":expected": {"S": expected_updated_at},
-                    ":now": {"S": _now()},
-                    ":run": {"S": enforcement.run_id},
-                    ":policy": {"S": enforcement.policy_id},
-                    ":sha": {"S": enforcement.policy_sha256},
-                    ":rules": {"L": [{"S": r} for r in enforcement.rule_ids]},
-                    ":at": {"S": format_version(enforcement.at)},
-                    ":outcome": {"S": enforcement.outcome},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except self.client.exceptions.ConditionalCheckFailedException as exc:
-            item = exc.response.get("Item")
-            raise Changed(None if item is None else _from_item(item)) from None
-        except self.client.exceptions.ClientError as exc:
-            raise _translate(exc) from exc
+        self._update(
+            listing_id,
+            update=(
+                "SET #status = :delisted, updated_at = :now, enforcement_run_id = :run, "
+                "enforcement_policy_id = :policy, enforcement_policy_sha256 = :sha, "
+                "enforcement_rule_ids = :rules, enforcement_at = :at, "
+                "enforcement_outcome = :outcome"
+            ),
+            condition="#status = :active AND updated_at = :expected",
+            values={
+                ":expected": {"S": expected_updated_at},
+                ":run": {"S": enforcement.run_id},
+                ":policy": {"S": enforcement.policy_id},
+                ":sha": {"S": enforcement.policy_sha256},
+                ":rules": {"L": [{"S": r} for r in enforcement.rule_ids]},
+                ":at": {"S": format_version(enforcement.at)},
+                ":outcome": {"S": enforcement.outcome},
+            },
+        )
 
     def reinstate(self, listing_id: str, run_id: str, reason: str) -> None:
+        self._update(
+            listing_id,
+            update=(
+                "SET #status = :active, updated_at = :now, reinstated_reason = :reason "
+                "REMOVE enforcement_run_id, enforcement_outcome"
+            ),
+            condition="#status = :delisted AND enforcement_run_id = :run",
+            values={":run": {"S": run_id}, ":reason": {"S": reason}},
+        )
+
+    def _update(self, listing_id: str, update: str, condition: str, values: dict) -> None:
+        """A conditional UpdateItem; a failed condition raises Changed with the item as it is."""
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"listing_id": {"S": listing_id}},
-                UpdateExpression=(
-                    "SET #status = :active, updated_at = :now, reinstated_reason = :reason "
-                    "REMOVE enforcement_run_id, enforcement_outcome"
-                ),
-                ConditionExpression="#status = :delisted AND enforcement_run_id = :run",
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":active": {"S": Status.ACTIVE},
                     ":delisted": {"S": Status.DELISTED},
-                    ":run": {"S": run_id},
                     ":now": {"S": _now()},
-                    ":reason": {"S": reason},
+                    **values,
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
