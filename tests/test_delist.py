@@ -220,3 +220,24 @@ def test_safety_limits_hold_an_unapproved_run(tmp_path, recheck):
         plan, catalogue, store(tmp_path), recheck, limits=limits, swept=8, approve=plan.sha256
     )
     assert report.outcomes == {Outcome.DELISTED: 5}
+
+
+def test_recheck_honours_exemptions_in_force(tmp_path):
+    from catalogue_purge.policy import exemptions_path, load_policy
+
+    from .conftest import SHIPPED_POLICY
+
+    policy_path = tmp_path / "policy.yaml"
+    policy_path.write_text(SHIPPED_POLICY.read_text(encoding="utf-8"), encoding="utf-8")
+    exemptions_path(policy_path).write_text(
+        "policy: crypto-mining-2021\nexemptions:\n"
+        "  - {id: EX-9, listing_id: L-1, rules: ['*'], reason: museum piece, granted_by: c,"
+        " granted_at: 2021-10-01, expires: 2021-12-31}\n",
+        encoding="utf-8",
+    )
+    policy = load_policy(policy_path)
+    changed = live("L-1", title="Antminer S19j Pro heater, new photos", updated_at=LATER)
+    inside = live_recheck(policy, Matcher(policy), on=datetime(2021, 11, 1).date())
+    after = live_recheck(policy, Matcher(policy), on=datetime(2022, 1, 1).date())
+    assert inside(changed)[0] is False
+    assert after(changed) == (True, ("asic-miner-brands", "asic-model-numbers"))

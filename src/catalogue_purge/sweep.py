@@ -419,30 +419,46 @@ def decisions(findings: pa.Table) -> dict[str, str]:
 
 
 def live_recheck(
-    policy: Policy, matcher: Matcher
+    policy: Policy, matcher: Matcher, on: date | None = None
 ) -> Callable[[LiveListing], tuple[bool, tuple[str, ...]]]:
     """For a listing that changed since the snapshot: do its live fields still call for
-    delisting (a prohibited category or a `delist` rule), and under which rules?"""
+    delisting, and under which rules? The same classification as the sweep's (prohibited
+    categories, rules in force in its country, exemptions in force `on` that day, today by
+    default), over the live fields."""
     prefixes = _prohibited_prefixes(policy)
+    zone = ZoneInfo(policy.document.milestones.time_zone)
+    exemptions = _exemptions_table(policy, on or datetime.now(zone).date())
 
     def recheck(live: LiveListing) -> tuple[bool, tuple[str, ...]]:
-        listing = pa.table(
-            {
-                "listing_id": [live.listing_id],
-                "country_of_sale": [live.country_of_sale],
-                "title": [live.title],
-                "description": pa.array([live.description], pa.string()),
-            }
-        )
         if not policy.country_in_scope(live.country_of_sale):
             return False, ()
-        evidence = match_listings(matcher, listing).to_pylist()
-        rules = sorted({e["rule_id"] for e in evidence if e["action"] == "delist"})
-        category = next(
+        prefix = next(
             (p for p in prefixes if (live.category_path + CATEGORY_SEPARATOR).startswith(p)), None
         )
-        if category is not None:
-            rules.insert(0, "category:" + category.removesuffix(CATEGORY_SEPARATOR))
-        return bool(rules), tuple(rules)
+        candidate = pa.table(
+            {
+                "listing_id": [live.listing_id],
+                "seller_id": [live.seller_id],
+                "country_of_sale": [live.country_of_sale],
+                "category_path": [live.category_path],
+                "title": [live.title],
+                "updated_at": [None],
+                "prohibited_category": [
+                    prefix.removesuffix(CATEGORY_SEPARATOR) if prefix else None
+                ],
+            },
+            schema=CANDIDATE_SCHEMA,
+        )
+        hits = matcher.match_hits(
+            candidate.column("listing_id").combine_chunks(),
+            candidate.column("title").combine_chunks(),
+            pa.array([live.description], pa.string()),
+        )
+        with connect(threads=1) as con:
+            con.register("exemptions", exemptions)
+            found = classify(con, matcher, candidate, hits).to_pylist()
+        if not found or found[0]["decision"] != "delist":
+            return False, tuple(found[0]["rule_ids"]) if found else ()
+        return True, tuple(found[0]["rule_ids"])
 
     return recheck
