@@ -200,6 +200,35 @@ def cmd_delist(args: argparse.Namespace) -> int:
     return 0 if report.balanced and not report.failed else 6
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from catalogue_purge.audit import verify_runs
+
+    target = Path(args.folder)
+    folders = (
+        [target]
+        if (target / "digest.json").exists()
+        else sorted(p for p in target.iterdir() if p.is_dir())
+    )
+    if not folders:
+        raise PurgeError(f"{target} holds no run folder (a folder with digest.json)")
+    pinned = args.key.read_bytes() if args.key else None
+    results = verify_runs(folders, pinned)
+    for result in results:
+        mark = "[green]verified[/green]" if result.ok else "[red]FAILED[/red]"
+        out.print(
+            f"{mark} {result.run_id} (sequence {result.sequence}, key sha256 "
+            f"{(result.key_fingerprint or '')[:16]})"
+        )
+        for problem in result.problems:
+            out.print(f"  - {problem}")
+    if not pinned:
+        out.print(
+            "the signing key was taken from each folder's public-key.pem: compare its "
+            "fingerprint with the key your organisation published, or pass --key"
+        )
+    return 0 if all(r.ok for r in results) else 8
+
+
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from catalogue_purge.matcher import Matcher
 
@@ -265,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approve", metavar="HASH", help="apply only this plan, past the safety limits")
     p.add_argument("--concurrency", type=int, default=16)
     p.set_defaults(func=cmd_delist)
+
+    p = sub.add_parser("audit", help="auditors' tools for enforcement manifests")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    a = asub.add_parser("verify", help="verify downloaded run folders offline")
+    a.add_argument("folder", help="a run folder, or a folder of a policy's run folders (chain)")
+    a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
+    a.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("policy", help="policy tools")
     psub = p.add_subparsers(dest="policy_command", required=True)

@@ -1,0 +1,169 @@
+"""Offline verification of downloaded run folders, with no AWS access and no trust in the tool
+that wrote them: checksums, row counts, counts against the tables, the signature and the chain.
+
+Each check that fails is reported as a problem naming the run and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+SIGNED_FILES = {"manifest.json", "digest.json", "digest.sig", "public-key.pem"}
+
+
+@dataclass
+class Verification:
+    run_id: str
+    folder: Path
+    sequence: int | None = None
+    digest_sha256: str | None = None
+    previous_digest_sha256: str | None = None
+    key_fingerprint: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify_run(folder: Path, pinned_key: bytes | None = None) -> Verification:
+    """Verify one run folder. `pinned_key` (PEM) is the key the auditor trusts; without it the
+    folder's own public-key.pem is used and its fingerprint reported for the auditor to check."""
+    result = Verification(run_id=folder.name, folder=folder)
+    problems = result.problems
+    for name in SIGNED_FILES:
+        if not (folder / name).is_file():
+            problems.append(f"{folder.name}: {name} is missing")
+    if problems:
+        return result
+    digest_bytes = (folder / "digest.json").read_bytes()
+    digest = json.loads(digest_bytes)
+    result.sequence = digest.get("sequence")
+    result.digest_sha256 = _sha256(digest_bytes)
+    result.previous_digest_sha256 = digest.get("previous_digest_sha256")
+    result.run_id = digest.get("run_id", folder.name)
+
+    key_pem = pinned_key or (folder / "public-key.pem").read_bytes()
+    result.key_fingerprint = _sha256(key_pem)
+    if (
+        pinned_key is not None
+        and (folder / "public-key.pem").read_bytes().strip() != pinned_key.strip()
+    ):
+        problems.append(f"{folder.name}: public-key.pem is not the pinned key")
+    try:
+        key = serialization.load_pem_public_key(key_pem)
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise TypeError("not an elliptic-curve key")
+        key.verify((folder / "digest.sig").read_bytes(), digest_bytes, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        problems.append(
+            f"{folder.name}: digest.sig does not verify digest.json ({type(exc).__name__})"
+        )
+
+    manifest_bytes = (folder / "manifest.json").read_bytes()
+    if _sha256(manifest_bytes) != digest.get("manifest_sha256"):
+        problems.append(f"{folder.name}: manifest.json does not match the signed digest (altered)")
+    manifest = json.loads(manifest_bytes)
+    listed = [part["key"] for part in manifest.get("parts", [])]
+    for part in manifest.get("parts", []):
+        problems.extend(_verify_part(folder, part))
+    extra = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and p.name not in SIGNED_FILES and p.name not in listed
+    )
+    if extra:
+        problems.append(f"{folder.name}: files not in the manifest: {', '.join(extra)}")
+    problems.extend(_verify_counts(folder, manifest))
+    return result
+
+
+def _verify_part(folder: Path, part: dict) -> list[str]:
+    path = folder / part["key"]
+    if not path.is_file():
+        return [f"{folder.name}: part {part['key']} is missing"]
+    data = path.read_bytes()
+    problems = []
+    if len(data) != part["size"]:
+        problems.append(
+            f"{folder.name}: part {part['key']} has {len(data)} bytes, manifest says {part['size']}"
+        )
+    if _sha256(data) != part["sha256"]:
+        problems.append(
+            f"{folder.name}: part {part['key']} SHA-256 does not match the manifest (altered)"
+        )
+        return problems
+    rows = (
+        pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+        if part["format"] == "parquet"
+        else pacsv.read_csv(io.BytesIO(data)).num_rows
+    )
+    if rows != part["rows"]:
+        problems.append(
+            f"{folder.name}: part {part['key']} has {rows} rows, manifest says {part['rows']}"
+        )
+    return problems
+
+
+def _verify_counts(folder: Path, manifest: dict) -> list[str]:
+    """The manifest's counts against the Parquet parts themselves."""
+    rows: dict[str, list[dict]] = {"delisted": [], "review": []}
+    for part in manifest.get("parts", []):
+        path = folder / part["key"]
+        if part["format"] == "parquet" and path.is_file() and part["table"] in rows:
+            rows[part["table"]].extend(pq.read_table(path).to_pylist())
+    counts = manifest.get("counts", {})
+    problems = []
+    outcomes = dict(sorted(Counter(r["outcome"] for r in rows["delisted"]).items()))
+    if outcomes != counts.get("by_outcome"):
+        problems.append(
+            f"{folder.name}: counts by outcome {counts.get('by_outcome')} do not match "
+            f"the tables {outcomes}"
+        )
+    decisions = {"delist": len(rows["delisted"]), "review": len(rows["review"])}
+    if decisions != counts.get("by_decision"):
+        problems.append(
+            f"{folder.name}: counts by decision {counts.get('by_decision')} do not match "
+            f"the tables {decisions}"
+        )
+    return problems
+
+
+def verify_runs(folders: list[Path], pinned_key: bytes | None = None) -> list[Verification]:
+    """Verify run folders of one policy and their chain: sequences 1..n with no gap, each
+    digest naming the SHA-256 of the one before it."""
+    results = sorted((verify_run(f, pinned_key) for f in folders), key=lambda r: r.sequence or 0)
+    previous: Verification | None = None
+    expected = 1
+    for result in results:
+        if result.sequence is None:
+            continue
+        if result.sequence != expected:
+            result.problems.append(
+                f"{result.run_id}: sequence {result.sequence}, expected {expected}: "
+                f"run(s) {expected}..{result.sequence - 1} are missing from the chain"
+            )
+        elif previous is not None and result.previous_digest_sha256 != previous.digest_sha256:
+            result.problems.append(
+                f"{result.run_id}: previous_digest_sha256 does not match {previous.run_id}'s "
+                "digest.json (an earlier run was altered or replaced)"
+            )
+        elif previous is None and result.previous_digest_sha256 is not None:
+            result.problems.append(f"{result.run_id}: the first run names a previous digest")
+        previous, expected = result, result.sequence + 1
+    return results

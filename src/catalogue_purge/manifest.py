@@ -1,0 +1,237 @@
+"""Enforcement manifests: what a run did and why, in a form an auditor can verify offline.
+
+One folder per run, written once, under <root>/runs/<policy-id>/<run-id>/:
+
+    delisted-00000.parquet / .csv   one statement of reasons per delist outcome
+    review-00000.parquet / .csv     the listings sent to a human
+    manifest.json                   the run, the policy and its hash, the snapshot's fingerprint,
+                                    counts, and every part with its size, rows and SHA-256
+    digest.json                     SHA-256 of manifest.json, the run's sequence number for the
+                                    policy and the SHA-256 of the previous run's digest.json
+    digest.sig                      ECDSA_SHA_256 signature of digest.json (DER), by KMS
+    public-key.pem                  to check it: openssl dgst -sha256 -verify public-key.pem
+                                    -signature digest.sig digest.json
+
+The digest is written last: a run folder without one is incomplete.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives import serialization
+
+from catalogue_purge.engine import connect, load_sql
+from catalogue_purge.errors import PurgeError
+from catalogue_purge.policy import Policy
+from catalogue_purge.storage import locate
+
+PART_ROWS = 100_000
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ManifestExists(PurgeError):
+    exit_code = 7
+
+
+class Signer(Protocol):
+    key_id: str
+
+    def sign(self, message: bytes) -> bytes:
+        """DER-encoded ECDSA_SHA_256 signature of the message."""
+
+    def public_key_pem(self) -> bytes: ...
+
+
+@dataclass
+class KmsSigner:
+    """An asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY)."""
+
+    client: Any
+    key_id: str
+
+    def sign(self, message: bytes) -> bytes:
+        # RAW: KMS hashes the message itself (digest.json is far below KMS's 4 KB limit).
+        response = self.client.sign(
+            KeyId=self.key_id, Message=message, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256"
+        )
+        return bytes(response["Signature"])
+
+    def public_key_pem(self) -> bytes:
+        der = self.client.get_public_key(KeyId=self.key_id)["PublicKey"]
+        key = serialization.load_der_public_key(der)
+        return key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def build_tables(
+    findings: pa.Table, outcomes: pa.Table, policy: Policy, decided_at: datetime
+) -> dict[str, pa.Table]:
+    """The delisted and review tables (sql/manifest_delisted.sql, sql/manifest_review.sql)."""
+    clauses = pa.table(
+        {
+            "rule_id": [r.id for r in policy.document.rules]
+            + [f"category:{c.path}" for c in policy.document.prohibited_categories],
+            "clause": [r.clause for r in policy.document.rules]
+            + [c.clause for c in policy.document.prohibited_categories],
+        }
+    )
+    params = {
+        "policy_id": policy.id,
+        "policy_version": policy.version,
+        "decided_at": decided_at,
+    }
+    with connect() as con:
+        con.register("findings", findings)
+        con.register("outcomes", outcomes)
+        con.register("clauses", clauses)
+        return {
+            name: con.sql(load_sql(f"manifest_{name}"), params=params).to_arrow_table()
+            for name in ("delisted", "review")
+        }
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """UTF-8 CSV with a header, safe to open in a spreadsheet: no cell starts a formula."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow([_cell(v) for v in row.values()])
+    return out.getvalue().encode("utf-8")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        text = "; ".join(_cell(v) for v in value)
+    elif isinstance(value, datetime):
+        text = value.astimezone(UTC).isoformat()
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(document: dict) -> bytes:
+    return (
+        json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    ).encode()
+
+
+def run_folder(policy_id: str, run_id: str) -> str:
+    return f"runs/{policy_id}/{run_id}"
+
+
+def latest_digest(
+    fs: pafs.FileSystem, base: str, policy_id: str, excluding: str
+) -> tuple[int, str] | None:
+    """The (sequence, SHA-256 of digest.json) of the policy's latest complete run."""
+    selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
+    best: tuple[int, str] | None = None
+    for info in fs.get_file_info(selector):
+        if info.type != pafs.FileType.Directory or info.base_name == excluding:
+            continue
+        path = f"{info.path}/digest.json"
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            continue
+        with fs.open_input_stream(path) as handle:
+            data = handle.read()
+        sequence = int(json.loads(data)["sequence"])
+        if best is None or sequence > best[0]:
+            best = (sequence, _sha256(data))
+    return best
+
+
+def write_manifest(
+    root: str, run: dict, tables: dict[str, pa.Table], signer: Signer, part_rows: int = PART_ROWS
+) -> dict:
+    """Write the run's folder once: parts, manifest.json, then the signed, chained digest."""
+    fs, base = locate(root)
+    policy_id, run_id = run["policy"]["id"], run["run_id"]
+    folder = f"{base}/{run_folder(policy_id, run_id)}"
+    if fs.get_file_info(f"{folder}/manifest.json").type == pafs.FileType.File:
+        raise ManifestExists(f"run {run_id} already has a manifest: a re-run writes a new run")
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(folder, recursive=True)
+
+    def put(name: str, data: bytes) -> None:
+        with fs.open_output_stream(f"{folder}/{name}") as handle:
+            handle.write(data)
+
+    parts = []
+    for name, table in tables.items():
+        slices = [table.slice(i, part_rows) for i in range(0, table.num_rows, part_rows)] or [table]
+        for index, part in enumerate(slices):
+            for fmt, data in (("parquet", _parquet_bytes(part)), ("csv", csv_bytes(part))):
+                key = f"{name}-{index:05d}.{fmt}"
+                put(key, data)
+                parts.append(
+                    {
+                        "key": key,
+                        "table": name,
+                        "format": fmt,
+                        "rows": part.num_rows,
+                        "size": len(data),
+                        "sha256": _sha256(data),
+                    }
+                )
+    manifest = run | {"parts": parts, "counts": _counts(tables)}
+    manifest_bytes = _canonical(manifest)
+    put("manifest.json", manifest_bytes)
+
+    previous = latest_digest(fs, base, policy_id, excluding=run_id)
+    digest = {
+        "run_id": run_id,
+        "policy_id": policy_id,
+        "manifest_sha256": _sha256(manifest_bytes),
+        "sequence": 1 if previous is None else previous[0] + 1,
+        "previous_digest_sha256": None if previous is None else previous[1],
+        "signing_key_id": signer.key_id,
+        "signed_at": datetime.now(UTC).isoformat(),
+    }
+    digest_bytes = _canonical(digest)
+    put("public-key.pem", signer.public_key_pem())
+    put("digest.sig", signer.sign(digest_bytes))
+    put("digest.json", digest_bytes)  # last: its presence marks the run complete
+    return manifest
+
+
+def _counts(tables: dict[str, pa.Table]) -> dict:
+    delisted = tables["delisted"].to_pylist()
+    review = tables["review"].to_pylist()
+    by_rule: Counter[str] = Counter()
+    for row in delisted + review:
+        by_rule.update(row["rule_ids"] or [])
+    return {
+        "by_outcome": dict(sorted(Counter(r["outcome"] for r in delisted).items())),
+        "by_decision": {"delist": len(delisted), "review": len(review)},
+        "by_rule": dict(sorted(by_rule.items())),
+        "by_country": dict(
+            sorted(Counter(r["country_of_sale"] or "" for r in delisted + review).items())
+        ),
+    }

@@ -1,0 +1,226 @@
+"""Manifests written, then verified offline as an auditor would: round trip and tampering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pytest
+
+from catalogue_purge.audit import verify_runs
+from catalogue_purge.catalogue import InMemoryCatalogue, LiveListing, Status
+from catalogue_purge.cli import parse_as_of
+from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
+from catalogue_purge.manifest import (
+    KmsSigner,
+    ManifestExists,
+    build_tables,
+    csv_bytes,
+    write_manifest,
+)
+from catalogue_purge.matcher import Matcher
+from catalogue_purge.runstore import RunStore
+from catalogue_purge.snapshot import open_snapshot
+from catalogue_purge.sweep import live_recheck, sweep
+
+from .conftest import LIVE_VERSION, listing, write_listings
+
+ROWS = [
+    listing("L-1", "Antminer S19 Pro 110TH/s", "Home Appliances > Heaters", country_of_sale="CN"),
+    listing(
+        "L-2", '=HYPERLINK("http://x","Whatsminer M30S")', "Computer & Office > Blockchain Miners"
+    ),
+    listing("L-3", "8 GPU open air frame", "Computer & Office > Computer Components > PC Cases"),
+    listing("L-4", "Blue vase"),
+]
+
+
+@pytest.fixture
+def signer(aws):
+    kms = boto3.client("kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    return KmsSigner(kms, key)
+
+
+def make_tables(policy, tmp_path: Path, rows=ROWS) -> tuple[dict, dict]:
+    snapshot = open_snapshot(str(write_listings(tmp_path / "snap.parquet", rows)))
+    as_of = parse_as_of("2021-10-08", policy)
+    result = sweep(snapshot, policy, as_of)
+    catalogue = InMemoryCatalogue(
+        {
+            r["listing_id"]: LiveListing(
+                r["listing_id"],
+                r["seller_id"],
+                Status.ACTIVE,
+                r["category_path"],
+                r["title"],
+                None,
+                r["country_of_sale"],
+                LIVE_VERSION,
+            )
+            for r in rows
+        }
+    )
+    plan = plan_delistings(result.findings, "run", policy.id, policy.sha256)
+    store = RunStore(str(tmp_path / "runstore"), OUTCOME_SCHEMA)
+    apply_plan(plan, catalogue, store, live_recheck(policy, Matcher(policy)))
+    tables = build_tables(result.findings, store.read_outcomes(), policy, as_of)
+    run = {
+        "kind": "purge",
+        "as_of": as_of.isoformat(),
+        "policy": {"id": policy.id, "version": policy.version, "sha256": policy.sha256},
+        "snapshot": result.snapshot,
+        "started_at": "2021-10-08T00:00:00+08:00",
+        "ended_at": "2021-10-08T00:05:00+08:00",
+    }
+    return tables, run
+
+
+def write_run(root: Path, run_id: str, tables: dict, run: dict, signer) -> Path:
+    write_manifest(str(root), run | {"run_id": run_id}, tables, signer, part_rows=2)
+    return root / "runs" / run["policy"]["id"] / run_id
+
+
+def problems(folders: list[Path]) -> list[str]:
+    return [p for v in verify_runs(folders) for p in v.problems]
+
+
+def test_round_trip_statements_of_reasons_and_openssl(policy, tmp_path, signer):
+    tables, run = make_tables(policy, tmp_path)
+    folder = write_run(tmp_path / "manifests", "run-1", tables, run, signer)
+    assert problems([folder]) == []
+
+    delisted = tables["delisted"].to_pylist()
+    assert {r["listing_id"] for r in delisted} == {"L-1", "L-2"}
+    heater = next(r for r in delisted if r["listing_id"] == "L-1")
+    assert heater["outcome"] == "DELISTED" and heater["evasion"] is True
+    assert heater["automated_decision"] is True and heater["country_of_sale"] == "CN"
+    assert "1.2(a) Mining hardware" in heater["clauses"]
+    assert "title" in heater["matched_fields"]
+    review = tables["review"].to_pylist()
+    assert [r["listing_id"] for r in review] == ["L-3"]
+    assert review[0]["automated_decision"] is False
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["by_decision"] == {"delist": 2, "review": 1}
+    assert manifest["policy"]["sha256"] == policy.sha256
+    assert [p["key"] for p in manifest["parts"]][:2] == [
+        "delisted-00000.parquet",
+        "delisted-00000.csv",
+    ]
+
+    if shutil.which("openssl"):
+        checked = subprocess.run(
+            [
+                "openssl",
+                "dgst",
+                "-sha256",
+                "-verify",
+                "public-key.pem",
+                "-signature",
+                "digest.sig",
+                "digest.json",
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert checked.stdout.strip() == "Verified OK"
+
+
+def test_csv_cells_never_start_a_formula(policy, tmp_path):
+    tables, _ = make_tables(policy, tmp_path)
+    text = csv_bytes(tables["delisted"]).decode()
+    assert "'=HYPERLINK" in text
+    assert csv_bytes(pa.table({"t": ["+1", "-2", "@x", "ok"]})).decode().splitlines() == [
+        "t",
+        "'+1",
+        "'-2",
+        "'@x",
+        "ok",
+    ]
+
+
+def test_tampering_is_caught_and_named(policy, tmp_path, signer):
+    tables, run = make_tables(policy, tmp_path)
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+
+    part = folder / "delisted-00000.csv"
+    data = bytearray(part.read_bytes())
+    data[-3] ^= 1
+    part.write_bytes(bytes(data))
+    assert any("delisted-00000.csv SHA-256 does not match" in p for p in problems([folder]))
+
+    part.unlink()
+    assert any("part delisted-00000.csv is missing" in p for p in problems([folder]))
+
+    folder = write_run(tmp_path / "m2", "run-1", tables, run, signer)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["counts"]["by_decision"]["delist"] = 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert any("manifest.json does not match the signed digest" in p for p in problems([folder]))
+
+    folder = write_run(tmp_path / "m3", "run-1", tables, run, signer)
+    other = KmsSigner(
+        signer.client,
+        signer.client.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
+            "KeyId"
+        ],
+    )
+    (folder / "digest.sig").write_bytes(other.sign((folder / "digest.json").read_bytes()))
+    assert any("digest.sig does not verify digest.json" in p for p in problems([folder]))
+
+
+def test_the_chain_shows_a_removed_or_altered_earlier_run(policy, tmp_path, signer):
+    tables, run = make_tables(policy, tmp_path)
+    root = tmp_path / "m"
+    folders = [write_run(root, f"run-{i}", tables, run, signer) for i in (1, 2, 3)]
+    assert [json.loads((f / "digest.json").read_text())["sequence"] for f in folders] == [1, 2, 3]
+    assert problems(folders) == []
+    assert any(
+        "run(s) 2..2 are missing from the chain" in p for p in problems([folders[0], folders[2]])
+    )
+
+    earlier = json.loads((folders[0] / "digest.json").read_text())
+    earlier["signed_at"] = "2021-10-09T00:00:00+00:00"
+    (folders[0] / "digest.json").write_text(json.dumps(earlier, indent=2, sort_keys=True) + "\n")
+    found = problems(folders)
+    assert any("run-1: digest.sig does not verify" in p for p in found)
+    assert any("run-2: previous_digest_sha256 does not match run-1" in p for p in found)
+
+
+def test_a_run_with_no_findings_writes_a_complete_manifest_once(policy, tmp_path, signer):
+    tables, run = make_tables(policy, tmp_path, rows=[listing("L-9", "Blue vase")])
+    assert tables["delisted"].num_rows == 0 and tables["review"].num_rows == 0
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+    assert problems([folder]) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {p["key"] for p in manifest["parts"]} == {
+        "delisted-00000.parquet",
+        "delisted-00000.csv",
+        "review-00000.parquet",
+        "review-00000.csv",
+    }
+    with pytest.raises(ManifestExists):
+        write_run(tmp_path / "m", "run-1", tables, run, signer)
+
+
+def test_cli_audit_verify(policy, tmp_path, signer, capsys):
+    from catalogue_purge.cli import main
+
+    tables, run = make_tables(policy, tmp_path)
+    folders = [write_run(tmp_path / "m", f"run-{i}", tables, run, signer) for i in (1, 2)]
+    policy_folder = folders[0].parent
+    assert (
+        main(["audit", "verify", str(policy_folder), "--key", str(folders[0] / "public-key.pem")])
+        == 0
+    )
+    assert capsys.readouterr().out.count("verified") == 2
+    shutil.rmtree(folders[0])
+    assert main(["audit", "verify", str(policy_folder)]) == 8
+    assert "missing from the chain" in capsys.readouterr().out
