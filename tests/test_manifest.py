@@ -224,3 +224,32 @@ def test_cli_audit_verify(policy, tmp_path, signer, capsys):
     shutil.rmtree(folders[0])
     assert main(["audit", "verify", str(policy_folder)]) == 8
     assert "missing from the chain" in capsys.readouterr().out
+
+
+def test_manifests_on_s3_listed_downloaded_and_verified(policy, tmp_path, signer, capsys):
+    import uuid
+
+    from catalogue_purge.audit import DownloadMismatch, download_run, list_runs
+    from catalogue_purge.cli import main
+
+    s3 = boto3.client("s3")
+    bucket = f"manifests-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    tables, run = make_tables(policy, tmp_path)
+    for i in (1, 2):
+        write_manifest(f"s3://{bucket}", run | {"run_id": f"run-{i}"}, tables, signer)
+    runs = list_runs(f"s3://{bucket}", policy.id)
+    assert [(r["run_id"], r["sequence"]) for r in runs] == [("run-1", 1), ("run-2", 2)]
+
+    assert (
+        main(
+            ["audit", "download", "run-2", "--root", f"s3://{bucket}", "--to", str(tmp_path / "dl")]
+        )
+        == 0
+    )
+    assert "verified" in capsys.readouterr().out
+
+    key = f"runs/{policy.id}/run-1/delisted-00000.csv"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"listing_id\r\nL-forged\r\n")
+    with pytest.raises(DownloadMismatch, match=r"delisted-00000\.csv"):
+        download_run(runs[0]["location"], tmp_path / "dl2")

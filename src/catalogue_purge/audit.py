@@ -14,12 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from catalogue_purge.errors import PurgeError
+from catalogue_purge.storage import locate
+
 SIGNED_FILES = {"manifest.json", "digest.json", "digest.sig", "public-key.pem"}
+
+
+class DownloadMismatch(PurgeError):
+    exit_code = 8
 
 
 @dataclass
@@ -144,12 +152,16 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def verify_runs(folders: list[Path], pinned_key: bytes | None = None) -> list[Verification]:
-    """Verify run folders of one policy and their chain: sequences 1..n with no gap, each
-    digest naming the SHA-256 of the one before it."""
+def verify_runs(
+    folders: list[Path], pinned_key: bytes | None = None, from_first: bool = True
+) -> list[Verification]:
+    """Verify run folders of one policy and their chain: consecutive sequences (from 1 when
+    `from_first`: every run of the policy is there), each digest naming the SHA-256 of the one
+    before it."""
     results = sorted((verify_run(f, pinned_key) for f in folders), key=lambda r: r.sequence or 0)
     previous: Verification | None = None
-    expected = 1
+    sequences = [r.sequence for r in results if r.sequence is not None]
+    expected = 1 if from_first or not sequences else sequences[0]
     for result in results:
         if result.sequence is None:
             continue
@@ -163,7 +175,65 @@ def verify_runs(folders: list[Path], pinned_key: bytes | None = None) -> list[Ve
                 f"{result.run_id}: previous_digest_sha256 does not match {previous.run_id}'s "
                 "digest.json (an earlier run was altered or replaced)"
             )
-        elif previous is None and result.previous_digest_sha256 is not None:
+        elif previous is None and result.sequence == 1 and result.previous_digest_sha256:
             result.problems.append(f"{result.run_id}: the first run names a previous digest")
         previous, expected = result, result.sequence + 1
     return results
+
+
+def list_runs(root: str, policy_id: str | None = None) -> list[dict]:
+    """The complete runs (those with a digest) under a manifests root, oldest first per policy."""
+    fs, base = locate(root)
+    runs = []
+    policies = pafs.FileSelector(f"{base}/runs", allow_not_found=True)
+    for policy_dir in fs.get_file_info(policies):
+        if policy_dir.type != pafs.FileType.Directory:
+            continue
+        if policy_id is not None and policy_dir.base_name != policy_id:
+            continue
+        for run_dir in fs.get_file_info(pafs.FileSelector(policy_dir.path)):
+            digest_path = f"{run_dir.path}/digest.json"
+            if run_dir.type != pafs.FileType.Directory:
+                continue
+            if fs.get_file_info(digest_path).type != pafs.FileType.File:
+                continue
+            with fs.open_input_stream(digest_path) as handle:
+                digest = json.loads(handle.read())
+            runs.append(
+                {
+                    "policy_id": policy_dir.base_name,
+                    "run_id": digest["run_id"],
+                    "sequence": digest["sequence"],
+                    "signed_at": digest["signed_at"],
+                    "location": "/".join(
+                        [root.rstrip("/"), "runs", policy_dir.base_name, run_dir.base_name]
+                    ),
+                }
+            )
+    return sorted(runs, key=lambda r: (r["policy_id"], r["sequence"]))
+
+
+def download_run(location: str, to: Path) -> Path:
+    """Copy a run folder, checking every part against the manifest as it arrives: a mismatch
+    stops the download with the name of the part."""
+    fs, path = locate(location)
+    folder = to / path.rstrip("/").rsplit("/", 1)[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def fetch(name: str) -> bytes:
+        with fs.open_input_stream(f"{path}/{name}") as handle:
+            data = bytes(handle.read())
+        (folder / name).write_bytes(data)
+        return data
+
+    for name in sorted(SIGNED_FILES):
+        fetch(name)
+    manifest = json.loads((folder / "manifest.json").read_bytes())
+    for part in manifest["parts"]:
+        data = fetch(part["key"])
+        if _sha256(data) != part["sha256"] or len(data) != part["size"]:
+            raise DownloadMismatch(
+                f"{location}/{part['key']}: the downloaded bytes do not match the manifest "
+                f"(SHA-256 {_sha256(data)[:16]}, expected {part['sha256'][:16]})"
+            )
+    return folder

@@ -212,7 +212,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if not folders:
         raise PurgeError(f"{target} holds no run folder (a folder with digest.json)")
     pinned = args.key.read_bytes() if args.key else None
-    results = verify_runs(folders, pinned)
+    # A folder of runs is a policy's whole chain; a single run is checked on its own.
+    results = verify_runs(folders, pinned, from_first=len(folders) > 1 or folders[0] != target)
     for result in results:
         mark = "[green]verified[/green]" if result.ok else "[red]FAILED[/red]"
         out.print(
@@ -227,6 +228,34 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             "fingerprint with the key your organisation published, or pass --key"
         )
     return 0 if all(r.ok for r in results) else 8
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    from catalogue_purge.audit import list_runs
+
+    table = Table(title=f"runs under {args.root}")
+    for column in ("policy", "sequence", "run", "signed at", "location"):
+        table.add_column(column)
+    for run in list_runs(args.root, args.policy):
+        table.add_row(
+            run["policy_id"], str(run["sequence"]), run["run_id"], run["signed_at"], run["location"]
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_audit_download(args: argparse.Namespace) -> int:
+    from catalogue_purge.audit import download_run, list_runs, verify_runs
+
+    matches = [r for r in list_runs(args.root) if r["run_id"] == args.run_id]
+    if not matches:
+        raise PurgeError(f"no complete run {args.run_id} under {args.root}")
+    folder = download_run(matches[0]["location"], args.to)
+    result = verify_runs([folder], from_first=False)[0]
+    for problem in result.problems:
+        out.print(f"  - {problem}")
+    out.print(f"{'verified' if result.ok else 'FAILED'}: {folder}")
+    return 0 if result.ok else 8
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -301,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("folder", help="a run folder, or a folder of a policy's run folders (chain)")
     a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
     a.set_defaults(func=cmd_audit_verify)
+    a = asub.add_parser("list", help="list the complete runs under a manifests root")
+    a.add_argument("--root", required=True, help="the manifests root: s3://bucket or a folder")
+    a.add_argument("--policy", help="only this policy's runs")
+    a.set_defaults(func=cmd_audit_list)
+    a = asub.add_parser("download", help="download a run, checking every part as it arrives")
+    a.add_argument("run_id")
+    a.add_argument("--root", required=True, help="the manifests root: s3://bucket or a folder")
+    a.add_argument("--to", required=True, type=Path)
+    a.set_defaults(func=cmd_audit_download)
 
     p = sub.add_parser("policy", help="policy tools")
     psub = p.add_subparsers(dest="policy_command", required=True)
