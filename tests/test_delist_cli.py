@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import boto3
+
 from catalogue_purge.cli import main
 
 from .conftest import SHIPPED_POLICY, listing, write_listings
@@ -78,3 +80,28 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
 
     assert main(args) == 0  # the same run again: nothing more to do, same outcomes
     assert "2 planned, 2 outcomes (balanced)" in capsys.readouterr().out
+
+    # FinalizeRun: the run's manifest, signed by KMS, then verified as an auditor would.
+    key_id = boto3.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")[
+        "KeyMetadata"
+    ]["KeyId"]
+    manifests = tmp_path / "manifests"
+    assert (
+        main(
+            [
+                "finalize",
+                "--findings",
+                str(tmp_path / "sweep"),
+                "--run-id",
+                "run-1",
+                "--manifests",
+                str(manifests),
+                "--key-id",
+                key_id,
+            ]
+        )
+        == 0
+    )
+    assert "'delist': 2, 'review': 1" in capsys.readouterr().out
+    assert main(["audit", "verify", str(manifests / "runs" / "crypto-mining-2021")]) == 0
+    assert "verified run-1 (sequence 1" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -230,6 +231,27 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 8
 
 
+def cmd_finalize(args: argparse.Namespace) -> int:
+    from catalogue_purge import aws
+    from catalogue_purge.manifest import KmsSigner, finalize_run
+    from catalogue_purge.policy import shipped_policies
+
+    findings = args.findings.rstrip("/")
+    manifest = finalize_run(
+        findings,
+        runs_uri=args.runs or f"{findings}/runs",
+        run_id=args.run_id,
+        manifests_root=args.manifests,
+        signer=KmsSigner(aws.client("kms"), args.key_id),
+        policies_dir=args.policies or shipped_policies(),
+    )
+    out.print(
+        f"manifest of run {args.run_id}: {len(manifest['parts'])} parts, counts "
+        f"{manifest['counts']['by_decision']}, under {args.manifests}"
+    )
+    return 0
+
+
 def cmd_audit_list(args: argparse.Namespace) -> int:
     from catalogue_purge.audit import list_runs
 
@@ -291,7 +313,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalogue-purge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_audit_commands(sub)
+    _add_tools(sub)
+    return parser
 
+
+def _add_run_commands(sub: Any) -> None:
     p = sub.add_parser("sweep", help="find every listing of a snapshot that a policy catches")
     p.add_argument(
         "--snapshot", required=True, help="Parquet file, folder, glob or s3://bucket/prefix"
@@ -324,6 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=16)
     p.set_defaults(func=cmd_delist)
 
+    p = sub.add_parser("finalize", help="write a run's signed, chained enforcement manifest")
+    p.add_argument("--findings", required=True, help="the sweep's output: a folder or s3:// prefix")
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--runs", help="where the run recorded its outcomes (default: FINDINGS/runs)")
+    p.add_argument("--manifests", required=True, help="the manifests root: s3://bucket or a folder")
+    p.add_argument("--key-id", required=True, help="the KMS signing key (ECC_NIST_P256)")
+    p.add_argument("--policies", type=Path, help="folder of policy files (default: shipped)")
+    p.set_defaults(func=cmd_finalize)
+
+
+def _add_audit_commands(sub: Any) -> None:
     p = sub.add_parser("audit", help="auditors' tools for enforcement manifests")
     asub = p.add_subparsers(dest="audit_command", required=True)
     a = asub.add_parser("verify", help="verify downloaded run folders offline")
@@ -340,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--to", required=True, type=Path)
     a.set_defaults(func=cmd_audit_download)
 
+
+def _add_tools(sub: Any) -> None:
     p = sub.add_parser("policy", help="policy tools")
     psub = p.add_subparsers(dest="policy_command", required=True)
     c = psub.add_parser("check", help="validate a policy and its exemptions, print its hash")
@@ -353,7 +394,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row-group-size", type=int, default=120_000)
     p.add_argument("--seed", type=int, default=2021)
     p.set_defaults(func=cmd_generate)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

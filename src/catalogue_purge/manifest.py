@@ -24,6 +24,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -31,10 +32,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives import serialization
 
+from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.policy import Policy
+from catalogue_purge.policy import Policy, load_policy
+from catalogue_purge.runstore import RunStore
 from catalogue_purge.storage import locate
+from catalogue_purge.sweep import read_sweep
 
 PART_ROWS = 100_000
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
@@ -235,3 +239,49 @@ def _counts(tables: dict[str, pa.Table]) -> dict:
             sorted(Counter(r["country_of_sale"] or "" for r in delisted + review).items())
         ),
     }
+
+
+def finalize_run(
+    sweep_uri: str,
+    *,
+    runs_uri: str,
+    run_id: str,
+    manifests_root: str,
+    signer: Signer,
+    policies_dir: Path,
+    kind: str = "purge",
+) -> dict:
+    """The FinalizeRun step: the sweep's findings and the run's recorded outcomes merged into
+    the run's manifest, signed and chained."""
+    findings, record = read_sweep(sweep_uri)
+    policy = load_policy(policies_dir / f"{record['policy']['id']}.yaml")
+    if policy.sha256 != record["policy"]["sha256"]:
+        raise PurgeError(
+            f"policy {policy.id} on hand (sha256 {policy.sha256[:12]}) is not the one the sweep "
+            f"used (sha256 {record['policy']['sha256'][:12]})"
+        )
+    store = RunStore(f"{runs_uri.rstrip('/')}/{run_id}", OUTCOME_SCHEMA)
+    outcomes = store.read_outcomes()
+    decided_at = datetime.fromisoformat(record["as_of"])
+    tables = build_tables(findings, outcomes, policy, decided_at)
+    planned = sum(1 for d in findings.column("decision").to_pylist() if d == "delist")
+    if outcomes.num_rows != planned:
+        raise PurgeError(
+            f"run {run_id} has {outcomes.num_rows} outcomes for {planned} delist findings: "
+            "finish (resume) the delisting before finalizing"
+        )
+    run = {
+        "run_id": run_id,
+        "kind": kind,
+        "as_of": record["as_of"],
+        "policy": {
+            "id": policy.id,
+            "version": policy.version,
+            "sha256": policy.sha256,
+            "exemptions_sha256": record["policy"].get("exemptions_sha256"),
+        },
+        "snapshot": record["snapshot"],
+        "findings_sha256": record.get("findings_sha256"),
+        "finalized_at": datetime.now(UTC).isoformat(),
+    }
+    return write_manifest(manifests_root, run, tables, signer)
