@@ -205,6 +205,7 @@ def test_a_run_with_no_findings_writes_a_complete_manifest_once(policy, tmp_path
         "delisted-00000.csv",
         "review-00000.parquet",
         "review-00000.csv",
+        "report.html",
     }
     with pytest.raises(ManifestExists):
         write_run(tmp_path / "m", "run-1", tables, run, signer)
@@ -253,3 +254,15 @@ def test_manifests_on_s3_listed_downloaded_and_verified(policy, tmp_path, signer
     s3.put_object(Bucket=bucket, Key=key, Body=b"listing_id\r\nL-forged\r\n")
     with pytest.raises(DownloadMismatch, match=r"delisted-00000\.csv"):
         download_run(runs[0]["location"], tmp_path / "dl2")
+
+
+def test_html_report_is_escaped_and_linked(policy, tmp_path, signer):
+    tables, run = make_tables(policy, tmp_path)
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "<h1>Enforcement run run-1</h1>" in html
+    assert "asic-miner-brands" in html and "Home Appliances &gt; Heaters" in html
+    assert "href='delisted-00000.csv'" in html
+    assert "<script" not in html.lower()
+    (folder / "report.html").write_text(html.replace("run-1", "run-X"), encoding="utf-8")
+    assert any("report.html SHA-256 does not match" in p for p in problems([folder]))

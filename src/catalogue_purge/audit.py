@@ -116,11 +116,12 @@ def _verify_part(folder: Path, part: dict) -> list[str]:
             f"{folder.name}: part {part['key']} SHA-256 does not match the manifest (altered)"
         )
         return problems
-    rows = (
-        pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
-        if part["format"] == "parquet"
-        else pacsv.read_csv(io.BytesIO(data)).num_rows
-    )
+    if part["format"] == "parquet":
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    elif part["format"] == "csv":
+        rows = pacsv.read_csv(io.BytesIO(data)).num_rows
+    else:
+        rows = 0  # a document, not a table
     if rows != part["rows"]:
         problems.append(
             f"{folder.name}: part {part['key']} has {rows} rows, manifest says {part['rows']}"

@@ -4,6 +4,7 @@ One folder per run, written once, under <root>/runs/<policy-id>/<run-id>/:
 
     delisted-00000.parquet / .csv   one statement of reasons per delist outcome
     review-00000.parquet / .csv     the listings sent to a human
+    report.html                     one page for people: counts, bars, top sellers, the parts
     manifest.json                   the run, the policy and its hash, the snapshot's fingerprint,
                                     counts, and every part with its size, rows and SHA-256
     digest.json                     SHA-256 of manifest.json, the run's sequence number for the
@@ -36,6 +37,7 @@ from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
 from catalogue_purge.policy import Policy, load_policy
+from catalogue_purge.report import render_report
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.storage import locate
 from catalogue_purge.sweep import read_sweep
@@ -204,6 +206,18 @@ def write_manifest(
                         "sha256": _sha256(data),
                     }
                 )
+    report = render_report(run, tables, parts)
+    put("report.html", report)
+    parts.append(
+        {
+            "key": "report.html",
+            "table": "report",
+            "format": "html",
+            "rows": 0,
+            "size": len(report),
+            "sha256": _sha256(report),
+        }
+    )
     manifest = run | {"parts": parts, "counts": _counts(tables)}
     manifest_bytes = _canonical(manifest)
     put("manifest.json", manifest_bytes)

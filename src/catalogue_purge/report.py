@@ -1,0 +1,93 @@
+"""The one-page HTML report beside a run's manifest: counts, bars by rule, category and
+country, top sellers, and a link to each part. Self-contained (no script, no remote asset), so
+an auditor can open it from the download; every value from the data is escaped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from html import escape
+
+import pyarrow as pa
+
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
+color:#1d2733;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem}
+h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #dde3ea}
+.muted{color:#5b6b7d}.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{border:1px solid #dde3ea;border-radius:8px;padding:.7rem 1rem;min-width:140px}
+.card b{display:block;font-size:1.6rem}table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eef1f5;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bar{background:#3d6fb6;height:12px;border-radius:2px}code{font-size:.9em}
+"""
+
+
+def _bars(title: str, counts: Counter[str], limit: int = 15) -> str:
+    if not counts:
+        return f"<h2>{escape(title)}</h2><p class='muted'>none</p>"
+    top = counts.most_common(limit)
+    peak = top[0][1] or 1
+    rows = "".join(
+        f"<tr><td>{escape(name or '(none)')}</td><td class='n'>{count:,}</td>"
+        f"<td style='width:45%'>"
+        f"<div class='bar' style='width:{100 * count / peak:.1f}%'></div></td></tr>"
+        for name, count in top
+    )
+    more = f"<p class='muted'>and {len(counts) - limit} more</p>" if len(counts) > limit else ""
+    return f"<h2>{escape(title)}</h2><table>{rows}</table>{more}"
+
+
+def render_report(run: dict, tables: dict[str, pa.Table], parts: list[dict]) -> bytes:
+    delisted = tables["delisted"].to_pylist()
+    review = tables["review"].to_pylist()
+    everything = delisted + review
+    outcomes = Counter(r["outcome"] for r in delisted)
+    rules: Counter[str] = Counter(rule for r in everything for rule in (r["rule_ids"] or []))
+    categories = Counter(r["category_path"] for r in everything)
+    countries = Counter(r["country_of_sale"] for r in everything)
+    sellers = Counter(r["seller_id"] for r in delisted)
+    evasions = sum(1 for r in everything if r["evasion"])
+    policy = run["policy"]
+    cards = [
+        ("delisting outcomes", len(delisted)),
+        ("sent to review", len(review)),
+        ("evasions", evasions),
+        ("sellers delisted", len(sellers)),
+    ]
+    card_html = "".join(
+        f"<div class='card'><b>{n:,}</b>{escape(label)}</div>" for label, n in cards
+    )
+    outcome_rows = "".join(
+        f"<tr><td>{escape(o)}</td><td class='n'>{n:,}</td></tr>"
+        for o, n in sorted(outcomes.items())
+    )
+    part_rows = "".join(
+        f"<tr><td><a href='{escape(p['key'])}'>{escape(p['key'])}</a></td>"
+        f"<td>{escape(p['table'])}</td>"
+        f"<td class='n'>{p['rows']:,}</td><td class='n'>{p['size']:,}</td>"
+        f"<td><code>{escape(p['sha256'][:16])}…</code></td></tr>"
+        for p in parts
+    )
+    html = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Run {escape(run["run_id"])}</title>
+<style>{_STYLE}</style></head><body>
+<h1>Enforcement run {escape(run["run_id"])}</h1>
+<p class="muted">{escape(run.get("kind", "purge"))} run
+as of {escape(str(run.get("as_of", "")))} under policy
+<b>{escape(policy["id"])}</b> v{escape(str(policy["version"]))}
+(sha256 <code>{escape(policy["sha256"][:16])}…</code>). The manifest.json beside this page lists
+every part with its SHA-256; digest.json is signed (digest.sig, public-key.pem).</p>
+<div class="cards">{card_html}</div>
+<h2>Outcomes of the delistings</h2>
+<table>{outcome_rows or "<tr><td class='muted'>none</td></tr>"}</table>
+{_bars("By rule", rules)}
+{_bars("By category", categories)}
+{_bars("By country of sale", countries)}
+{_bars("Sellers with the most delistings", sellers, limit=10)}
+<h2>Parts</h2>
+<table><tr><th>part</th><th>table</th><th>rows</th><th>bytes</th><th>SHA-256</th></tr>
+{part_rows}</table>
+</body></html>
+"""
+    return html.encode("utf-8")
