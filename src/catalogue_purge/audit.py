@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
@@ -238,3 +239,26 @@ def download_run(location: str, to: Path) -> Path:
                 f"(SHA-256 {_sha256(data)[:16]}, expected {part['sha256'][:16]})"
             )
     return folder
+
+
+LINK_SECONDS = 900  # download links expire within 15 minutes
+
+
+def presigned_links(s3: Any, bucket: str, run: dict, seconds: int = LINK_SECONDS) -> list[dict]:
+    """Download links for every file of a run folder, valid for `seconds` at most."""
+    prefix = run["location"].removeprefix(f"s3://{bucket}/").rstrip("/")
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
+    )
+    names = sorted(SIGNED_FILES) + [part["key"] for part in manifest["parts"]]
+    return [
+        {
+            "name": name,
+            "url": s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": bucket, "Key": f"{prefix}/{name}"},
+                ExpiresIn=min(seconds, LINK_SECONDS),
+            ),
+        }
+        for name in names
+    ]

@@ -31,3 +31,24 @@ class DelistBatchResult(BaseModel):
     outcomes: dict[str, int]
     failed: int
     dry_run: bool
+
+
+class FinalizeRun(BaseModel):
+    """The state machine's last step: the run's manifest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1)
+    sweep_uri: str = Field(min_length=1)
+    runs_uri: str = Field(min_length=1)
+    kind: str = Field(default="purge", pattern=r"^(purge|re-sweep|reinstatement)$")
+
+
+class ManifestAccessRequest(BaseModel):
+    """What an auditor asks the ManifestAccess function (query string of the Function URL):
+    the runs of a policy, or download links for one run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy_id: str | None = None
+    run_id: str | None = None
