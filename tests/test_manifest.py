@@ -266,3 +266,38 @@ def test_html_report_is_escaped_and_linked(policy, tmp_path, signer):
     assert "<script" not in html.lower()
     (folder / "report.html").write_text(html.replace("run-1", "run-X"), encoding="utf-8")
     assert any("report.html SHA-256 does not match" in p for p in problems([folder]))
+
+
+def test_manifests_bucket_keeps_what_was_written(policy, tmp_path, signer):
+    import uuid
+
+    from botocore.exceptions import ClientError
+
+    from catalogue_purge.manifest import create_manifests_bucket
+
+    s3 = boto3.client("s3")
+    bucket = f"manifests-{uuid.uuid4().hex[:8]}"
+    data_key = signer.client.create_key()["KeyMetadata"]["KeyId"]
+    create_manifests_bucket(s3, bucket, data_key, retention_days=3650, tls_only=False)
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    retention = lock["Rule"]["DefaultRetention"]
+    assert (retention["Mode"], retention["Days"]) == ("COMPLIANCE", 3650)
+
+    tables, run = make_tables(policy, tmp_path)
+    write_manifest(f"s3://{bucket}", run | {"run_id": "run-1"}, tables, signer)
+    key = f"runs/{policy.id}/run-1/manifest.json"
+    version = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    with pytest.raises(ClientError) as refused:
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3.head_object(Bucket=bucket, Key=key)["VersionId"] == version
+
+
+def test_tls_only_policy_denies_plain_http():
+    from catalogue_purge.manifest import tls_only_policy
+
+    statement = tls_only_policy("b")["Statement"][0]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statement["Resource"] == ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]

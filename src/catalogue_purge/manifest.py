@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives import serialization
 
+from catalogue_purge import aws
 from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
@@ -185,9 +186,20 @@ def write_manifest(
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(folder, recursive=True)
 
+    s3 = aws.client("s3") if root.startswith("s3://") else None
+
     def put(name: str, data: bytes) -> None:
-        with fs.open_output_stream(f"{folder}/{name}") as handle:
-            handle.write(data)
+        if s3 is not None:
+            # One PutObject with a checksum per file: S3 asks for a checksum on uploads to an
+            # Object Lock bucket, and a multipart upload is not given the bucket's default
+            # retention by every S3 implementation (moto's, for one).
+            bucket, _, prefix = folder.partition("/")
+            s3.put_object(
+                Bucket=bucket, Key=f"{prefix}/{name}", Body=data, ChecksumAlgorithm="SHA256"
+            )
+        else:
+            with fs.open_output_stream(f"{folder}/{name}") as handle:
+                handle.write(data)
 
     parts = []
     for name, table in tables.items():
@@ -299,3 +311,63 @@ def finalize_run(
         "finalized_at": datetime.now(UTC).isoformat(),
     }
     return write_manifest(manifests_root, run, tables, signer)
+
+
+def create_manifests_bucket(
+    s3: Any, bucket: str, kms_key_id: str, retention_days: int, tls_only: bool = True
+) -> None:
+    """The manifests bucket as the template declares it: versioned, Object Lock in compliance
+    mode for `retention_days`, encrypted with KMS, public access blocked, TLS only. For the
+    local run and the tests (moto's server speaks plain HTTP and enforces bucket policies, so
+    they pass tls_only=False); deployments get the bucket from template.yaml."""
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": retention_days}},
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": kms_key_id,
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    if tls_only:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
+
+
+def tls_only_policy(bucket: str) -> dict:
+    """Deny every request to the bucket that does not come over TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
