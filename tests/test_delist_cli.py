@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import boto3
@@ -105,3 +106,8 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
     assert "'delist': 2, 'review': 1" in capsys.readouterr().out
     assert main(["audit", "verify", str(manifests / "runs" / "crypto-mining-2021")]) == 0
     assert "verified run-1 (sequence 1" in capsys.readouterr().out
+    manifest = json.loads(
+        (manifests / "runs" / "crypto-mining-2021" / "run-1" / "manifest.json").read_text()
+    )
+    assert manifest["started_at"] <= manifest["ended_at"] <= manifest["finalized_at"]
+    assert manifest["snapshot"]["files"][0]["rows"] == 4

@@ -288,6 +288,7 @@ def finalize_run(
         )
     store = RunStore(f"{runs_uri.rstrip('/')}/{run_id}", OUTCOME_SCHEMA)
     outcomes = store.read_outcomes()
+    plan = store.read_plan()
     decided_at = datetime.fromisoformat(record["as_of"])
     tables = build_tables(findings, outcomes, policy, decided_at)
     planned = sum(1 for d in findings.column("decision").to_pylist() if d == "delist")
@@ -308,6 +309,9 @@ def finalize_run(
         },
         "snapshot": record["snapshot"],
         "findings_sha256": record.get("findings_sha256"),
+        "plan_sha256": plan["sha256"],
+        "started_at": plan["recorded_at"],
+        "ended_at": max((t.isoformat() for t in outcomes.column("at").to_pylist()), default=None),
         "finalized_at": datetime.now(UTC).isoformat(),
     }
     return write_manifest(manifests_root, run, tables, signer)

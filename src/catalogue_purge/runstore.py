@@ -65,6 +65,11 @@ class RunStore:
         with self.fs.open_output_stream(self._path("plan.json")) as handle:
             handle.write(json.dumps(marker, indent=2).encode())
 
+    def read_plan(self) -> dict:
+        """plan.json: the plan's hash, its size, and when the run recorded it (its start)."""
+        with self.fs.open_input_stream(self._path("plan.json")) as handle:
+            return dict(json.loads(handle.read()))
+
     def read_intents(self) -> pa.Table:
         return pq.read_table(self._path("intents.parquet"), filesystem=self.fs)
 
