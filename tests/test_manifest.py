@@ -301,3 +301,27 @@ def test_tls_only_policy_denies_plain_http():
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert statement["Resource"] == ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]
+
+
+def test_tables_stream_in_parts_of_bounded_size(policy, tmp_path, signer):
+    from catalogue_purge.manifest import stream_tables
+
+    rows = [
+        listing(f"L-{i}", f"Antminer S19 unit {i}", "Home Appliances > Heaters") for i in range(5)
+    ]
+    _, run = make_tables(policy, tmp_path, rows=rows)  # sweeps and delists into tmp_path
+    snapshot = open_snapshot(str(tmp_path / "snap.parquet"))
+    result = sweep(snapshot, policy, parse_as_of("2021-10-08", policy))
+    outcomes = RunStore(str(tmp_path / "runstore"), OUTCOME_SCHEMA).read_outcomes()
+    streamed = stream_tables(
+        result.findings, outcomes, policy, parse_as_of("2021-10-08", policy), part_rows=2
+    )
+    sizes = [part.num_rows for part in streamed["delisted"]]
+    assert sizes == [2, 2, 1]
+    streamed = stream_tables(
+        result.findings, outcomes, policy, parse_as_of("2021-10-08", policy), part_rows=2
+    )
+    folder = write_run(tmp_path / "m", "run-1", streamed, run, signer)
+    assert problems([folder]) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [p["rows"] for p in manifest["parts"] if p["table"] == "delisted"] == [2, 2, 2, 2, 1, 1]

@@ -23,7 +23,8 @@ import hashlib
 import io
 import json
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,11 +84,8 @@ class KmsSigner:
         )
 
 
-def build_tables(
-    findings: pa.Table, outcomes: pa.Table, policy: Policy, decided_at: datetime
-) -> dict[str, pa.Table]:
-    """The delisted and review tables (sql/manifest_delisted.sql, sql/manifest_review.sql)."""
-    clauses = pa.table(
+def _clauses(policy: Policy) -> pa.Table:
+    return pa.table(
         {
             "rule_id": [r.id for r in policy.document.rules]
             + [f"category:{c.path}" for c in policy.document.prohibited_categories],
@@ -95,19 +93,45 @@ def build_tables(
             + [c.clause for c in policy.document.prohibited_categories],
         }
     )
-    params = {
-        "policy_id": policy.id,
-        "policy_version": policy.version,
-        "decided_at": decided_at,
+
+
+def stream_tables(
+    findings: Any, outcomes: Any, policy: Policy, decided_at: datetime, part_rows: int = PART_ROWS
+) -> dict[str, Iterator[pa.Table]]:
+    """The delisted and review tables (sql/manifest_delisted.sql, sql/manifest_review.sql) as
+    parts of at most `part_rows` rows, merged by DuckDB from the staged findings and outcomes
+    (Arrow tables or datasets, scanned as they stream): memory is bounded by a part."""
+    params = {"policy_id": policy.id, "policy_version": policy.version, "decided_at": decided_at}
+
+    def parts(name: str) -> Iterator[pa.Table]:
+        with connect() as con:
+            con.register("findings", findings)
+            con.register("outcomes", outcomes)
+            con.register("clauses", _clauses(policy))
+            reader = con.sql(load_sql(f"manifest_{name}"), params=params).to_arrow_reader(part_rows)
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in reader:
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= part_rows:
+                    table = pa.Table.from_batches(pending)
+                    yield table.slice(0, part_rows)
+                    rest = table.slice(part_rows)
+                    pending, rows = rest.to_batches(), rest.num_rows
+            yield pa.Table.from_batches(pending, schema=reader.schema)
+
+    return {name: parts(name) for name in ("delisted", "review")}
+
+
+def build_tables(
+    findings: pa.Table, outcomes: pa.Table, policy: Policy, decided_at: datetime
+) -> dict[str, pa.Table]:
+    """The same tables whole: for small runs, tests and tools."""
+    return {
+        name: pa.concat_tables(list(parts))
+        for name, parts in stream_tables(findings, outcomes, policy, decided_at).items()
     }
-    with connect() as con:
-        con.register("findings", findings)
-        con.register("outcomes", outcomes)
-        con.register("clauses", clauses)
-        return {
-            name: con.sql(load_sql(f"manifest_{name}"), params=params).to_arrow_table()
-            for name in ("delisted", "review")
-        }
 
 
 def csv_bytes(table: pa.Table) -> bytes:
@@ -175,9 +199,15 @@ def latest_digest(
 
 
 def write_manifest(
-    root: str, run: dict, tables: dict[str, pa.Table], signer: Signer, part_rows: int = PART_ROWS
+    root: str,
+    run: dict,
+    tables: Mapping[str, pa.Table | Iterable[pa.Table]],
+    signer: Signer,
+    part_rows: int = PART_ROWS,
 ) -> dict:
-    """Write the run's folder once: parts, manifest.json, then the signed, chained digest."""
+    """Write the run's folder once: parts, manifest.json, then the signed, chained digest.
+    A table given whole is split into parts of `part_rows`; one given as parts is written part
+    by part as they come."""
     fs, base = locate(root)
     policy_id, run_id = run["policy"]["id"], run["run_id"]
     folder = f"{base}/{run_folder(policy_id, run_id)}"
@@ -202,9 +232,10 @@ def write_manifest(
                 handle.write(data)
 
     parts = []
-    for name, table in tables.items():
-        slices = [table.slice(i, part_rows) for i in range(0, table.num_rows, part_rows)] or [table]
-        for index, part in enumerate(slices):
+    summary = RunSummary()
+    for name, source in tables.items():
+        for index, part in enumerate(_parts(source, part_rows)):
+            summary.add(name, part)
             for fmt, data in (("parquet", _parquet_bytes(part)), ("csv", csv_bytes(part))):
                 key = f"{name}-{index:05d}.{fmt}"
                 put(key, data)
@@ -218,7 +249,7 @@ def write_manifest(
                         "sha256": _sha256(data),
                     }
                 )
-    report = render_report(run, tables, parts)
+    report = render_report(run, summary, parts)
     put("report.html", report)
     parts.append(
         {
@@ -230,7 +261,7 @@ def write_manifest(
             "sha256": _sha256(report),
         }
     )
-    manifest = run | {"parts": parts, "counts": _counts(tables)}
+    manifest = run | {"parts": parts, "counts": summary.counts()}
     manifest_bytes = _canonical(manifest)
     put("manifest.json", manifest_bytes)
 
@@ -251,20 +282,57 @@ def write_manifest(
     return manifest
 
 
-def _counts(tables: dict[str, pa.Table]) -> dict:
-    delisted = tables["delisted"].to_pylist()
-    review = tables["review"].to_pylist()
-    by_rule: Counter[str] = Counter()
-    for row in delisted + review:
-        by_rule.update(row["rule_ids"] or [])
-    return {
-        "by_outcome": dict(sorted(Counter(r["outcome"] for r in delisted).items())),
-        "by_decision": {"delist": len(delisted), "review": len(review)},
-        "by_rule": dict(sorted(by_rule.items())),
-        "by_country": dict(
-            sorted(Counter(r["country_of_sale"] or "" for r in delisted + review).items())
-        ),
-    }
+def _parts(source: pa.Table | Iterable[pa.Table], part_rows: int) -> Iterator[pa.Table]:
+    if isinstance(source, pa.Table):
+        slices = [source.slice(i, part_rows) for i in range(0, source.num_rows, part_rows)]
+        yield from slices or [source]
+    else:
+        yield from source
+
+
+@dataclass
+class RunSummary:
+    """Counts kept as the parts go by, for manifest.json and the report."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    countries: Counter[str] = field(default_factory=Counter)
+    sellers: Counter[str] = field(default_factory=Counter)
+    rows: Counter[str] = field(default_factory=Counter)
+    evasions: int = 0
+
+    def add(self, table_name: str, part: pa.Table) -> None:
+        self.rows[table_name] += part.num_rows
+        for row in part.select(
+            [
+                c
+                for c in (
+                    "outcome",
+                    "rule_ids",
+                    "category_path",
+                    "country_of_sale",
+                    "seller_id",
+                    "evasion",
+                )
+                if c in part.column_names
+            ]
+        ).to_pylist():
+            self.rules.update(row["rule_ids"] or [])
+            self.categories[row["category_path"] or ""] += 1
+            self.countries[row["country_of_sale"] or ""] += 1
+            self.evasions += bool(row["evasion"])
+            if table_name == "delisted":
+                self.outcomes[row["outcome"]] += 1
+                self.sellers[row["seller_id"]] += 1
+
+    def counts(self) -> dict:
+        return {
+            "by_outcome": dict(sorted(self.outcomes.items())),
+            "by_decision": {"delist": self.rows["delisted"], "review": self.rows["review"]},
+            "by_rule": dict(sorted(self.rules.items())),
+            "by_country": dict(sorted(self.countries.items())),
+        }
 
 
 def finalize_run(
@@ -290,7 +358,7 @@ def finalize_run(
     outcomes = store.read_outcomes()
     plan = store.read_plan()
     decided_at = datetime.fromisoformat(record["as_of"])
-    tables = build_tables(findings, outcomes, policy, decided_at)
+    tables = stream_tables(findings, outcomes, policy, decided_at)
     planned = sum(1 for d in findings.column("decision").to_pylist() if d == "delist")
     if outcomes.num_rows != planned:
         raise PurgeError(

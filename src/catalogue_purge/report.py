@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections import Counter
 from html import escape
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    from catalogue_purge.manifest import RunSummary
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
@@ -38,29 +40,20 @@ def _bars(title: str, counts: Counter[str], limit: int = 15) -> str:
     return f"<h2>{escape(title)}</h2><table>{rows}</table>{more}"
 
 
-def render_report(run: dict, tables: dict[str, pa.Table], parts: list[dict]) -> bytes:
-    delisted = tables["delisted"].to_pylist()
-    review = tables["review"].to_pylist()
-    everything = delisted + review
-    outcomes = Counter(r["outcome"] for r in delisted)
-    rules: Counter[str] = Counter(rule for r in everything for rule in (r["rule_ids"] or []))
-    categories = Counter(r["category_path"] for r in everything)
-    countries = Counter(r["country_of_sale"] for r in everything)
-    sellers = Counter(r["seller_id"] for r in delisted)
-    evasions = sum(1 for r in everything if r["evasion"])
+def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
     policy = run["policy"]
     cards = [
-        ("delisting outcomes", len(delisted)),
-        ("sent to review", len(review)),
-        ("evasions", evasions),
-        ("sellers delisted", len(sellers)),
+        ("delisting outcomes", summary.rows["delisted"]),
+        ("sent to review", summary.rows["review"]),
+        ("evasions", summary.evasions),
+        ("sellers delisted", len(summary.sellers)),
     ]
     card_html = "".join(
         f"<div class='card'><b>{n:,}</b>{escape(label)}</div>" for label, n in cards
     )
     outcome_rows = "".join(
         f"<tr><td>{escape(o)}</td><td class='n'>{n:,}</td></tr>"
-        for o, n in sorted(outcomes.items())
+        for o, n in sorted(summary.outcomes.items())
     )
     part_rows = "".join(
         f"<tr><td><a href='{escape(p['key'])}'>{escape(p['key'])}</a></td>"
@@ -81,10 +74,10 @@ every part with its SHA-256; digest.json is signed (digest.sig, public-key.pem).
 <div class="cards">{card_html}</div>
 <h2>Outcomes of the delistings</h2>
 <table>{outcome_rows or "<tr><td class='muted'>none</td></tr>"}</table>
-{_bars("By rule", rules)}
-{_bars("By category", categories)}
-{_bars("By country of sale", countries)}
-{_bars("Sellers with the most delistings", sellers, limit=10)}
+{_bars("By rule", summary.rules)}
+{_bars("By category", summary.categories)}
+{_bars("By country of sale", summary.countries)}
+{_bars("Sellers with the most delistings", summary.sellers, limit=10)}
 <h2>Parts</h2>
 <table><tr><th>part</th><th>table</th><th>rows</th><th>bytes</th><th>SHA-256</th></tr>
 {part_rows}</table>
