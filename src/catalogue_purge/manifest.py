@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives import serialization
@@ -42,7 +44,7 @@ from catalogue_purge.policy import Policy, load_policy
 from catalogue_purge.report import render_report
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.storage import locate
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.sweep import findings_dataset, read_sweep_record
 
 PART_ROWS = 100_000
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
@@ -347,7 +349,7 @@ def finalize_run(
 ) -> dict:
     """The FinalizeRun step: the sweep's findings and the run's recorded outcomes merged into
     the run's manifest, signed and chained."""
-    findings, record = read_sweep(sweep_uri)
+    record = read_sweep_record(sweep_uri)
     policy = load_policy(policies_dir / f"{record['policy']['id']}.yaml")
     if policy.sha256 != record["policy"]["sha256"]:
         raise PurgeError(
@@ -355,16 +357,19 @@ def finalize_run(
             f"used (sha256 {record['policy']['sha256'][:12]})"
         )
     store = RunStore(f"{runs_uri.rstrip('/')}/{run_id}", OUTCOME_SCHEMA)
-    outcomes = store.read_outcomes()
+    findings = findings_dataset(sweep_uri)
+    outcomes = store.outcomes_dataset()
     plan = store.read_plan()
-    decided_at = datetime.fromisoformat(record["as_of"])
-    tables = stream_tables(findings, outcomes, policy, decided_at)
-    planned = sum(1 for d in findings.column("decision").to_pylist() if d == "delist")
-    if outcomes.num_rows != planned:
+    planned = findings.count_rows(filter=ds.field("decision") == "delist")
+    recorded = outcomes.count_rows()
+    if recorded != planned:
         raise PurgeError(
-            f"run {run_id} has {outcomes.num_rows} outcomes for {planned} delist findings: "
+            f"run {run_id} has {recorded} outcomes for {planned} delist findings: "
             "finish (resume) the delisting before finalizing"
         )
+    decided_at = datetime.fromisoformat(record["as_of"])
+    tables = stream_tables(findings, outcomes, policy, decided_at)
+    ended = outcomes.to_table(columns=["at"]).column("at")
     run = {
         "run_id": run_id,
         "kind": kind,
@@ -379,7 +384,7 @@ def finalize_run(
         "findings_sha256": record.get("findings_sha256"),
         "plan_sha256": plan["sha256"],
         "started_at": plan["recorded_at"],
-        "ended_at": max((t.isoformat() for t in outcomes.column("at").to_pylist()), default=None),
+        "ended_at": pc.max(ended).as_py().isoformat() if len(ended) else None,
         "finalized_at": datetime.now(UTC).isoformat(),
     }
     return write_manifest(manifests_root, run, tables, signer)

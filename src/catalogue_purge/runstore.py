@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -82,12 +83,22 @@ class RunStore:
         name = f"outcomes/part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
         pq.write_table(outcomes, self._path(name), filesystem=self.fs)
 
-    def read_outcomes(self) -> pa.Table:
+    def _outcome_parts(self) -> list[str]:
         selector = pafs.FileSelector(self._path("outcomes"), allow_not_found=True)
-        parts = sorted(
+        return sorted(
             i.path for i in self.fs.get_file_info(selector) if i.path.endswith(".parquet")
         )
+
+    def read_outcomes(self) -> pa.Table:
+        parts = self._outcome_parts()
         if not parts:
             return self.outcome_schema.empty_table()
         tables = [pq.read_table(p, filesystem=self.fs).cast(self.outcome_schema) for p in parts]
         return pa.concat_tables(tables)
+
+    def outcomes_dataset(self) -> ds.Dataset:
+        """The recorded outcomes as a dataset, for scanning without loading them."""
+        parts = self._outcome_parts()
+        if not parts:
+            return ds.dataset(self.outcome_schema.empty_table())
+        return ds.dataset(parts, schema=self.outcome_schema, format="parquet", filesystem=self.fs)

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
@@ -401,10 +402,17 @@ def read_findings(out_dir: str | Path) -> pa.Table:
 
 def read_sweep(location: str) -> tuple[pa.Table, dict]:
     """findings.parquet and sweep.json of a sweep, from a local folder or an s3:// prefix."""
+    return findings_dataset(location).to_table(), read_sweep_record(location)
+
+
+def read_sweep_record(location: str) -> dict:
+    return dict(json.loads(read_bytes(f"{location.rstrip('/')}/{SWEEP_FILE}")))
+
+
+def findings_dataset(location: str) -> ds.Dataset:
+    """A sweep's findings as a dataset, for scanning without loading them."""
     fs, path = locate(location)
-    findings = pq.read_table(f"{path}/{FINDINGS_FILE}", filesystem=fs)
-    record = json.loads(read_bytes(f"{location.rstrip('/')}/{SWEEP_FILE}"))
-    return findings, record
+    return ds.dataset(f"{path}/{FINDINGS_FILE}", format="parquet", filesystem=fs)
 
 
 def decisions(findings: pa.Table) -> dict[str, str]:
