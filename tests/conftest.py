@@ -120,3 +120,25 @@ def live_table(aws):
         return client, table
 
     return make
+
+
+def sweep_with_cli(tmp_path: Path, rows: list[dict]) -> Path:
+    """Write the rows as a snapshot and sweep it with the shipped policy through the CLI, as of
+    the delisting date: the folder with findings.parquet and sweep.json."""
+    from catalogue_purge.cli import main
+
+    snapshot = write_listings(tmp_path / "snap.parquet", rows)
+    out = tmp_path / "sweep"
+    args = [
+        "sweep",
+        "--snapshot",
+        str(snapshot),
+        "--policy",
+        str(SHIPPED_POLICY),
+        "--as-of",
+        "2021-10-08",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    return out

@@ -9,7 +9,7 @@ import boto3
 
 from catalogue_purge.cli import main
 
-from .conftest import SHIPPED_POLICY, listing, write_listings
+from .conftest import SHIPPED_POLICY, listing, sweep_with_cli
 
 
 def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
@@ -21,23 +21,7 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
         ),
         listing("L-4", "Blue vase"),
     ]
-    snapshot = write_listings(tmp_path / "snap.parquet", rows)
-    assert (
-        main(
-            [
-                "sweep",
-                "--snapshot",
-                str(snapshot),
-                "--policy",
-                str(SHIPPED_POLICY),
-                "--as-of",
-                "2021-10-08",
-                "--out",
-                str(tmp_path / "sweep"),
-            ]
-        )
-        == 0
-    )
+    sweep_with_cli(tmp_path, rows)
 
     client, table = live_table(rows)
     args = [

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 
 import boto3
 
-from catalogue_purge.cli import main
 from catalogue_purge.delist import plan_delistings
 from catalogue_purge.events import DelistBatch
 from catalogue_purge.policy import load_policy
 from catalogue_purge.sweep import read_sweep
 
-from .conftest import ROOT, SHIPPED_POLICY, listing, write_listings
+from .conftest import ROOT, SHIPPED_POLICY, listing, sweep_with_cli
 
 
 @dataclass
@@ -57,23 +56,7 @@ def test_a_batch_delivered_twice_acts_once(live_table, tmp_path, monkeypatch):
         listing("L-2", "Whatsminer M30S++", "Computer & Office > Blockchain Miners"),
         listing("L-3", "Blue vase"),
     ]
-    snapshot = write_listings(tmp_path / "snap.parquet", rows)
-    assert (
-        main(
-            [
-                "sweep",
-                "--snapshot",
-                str(snapshot),
-                "--policy",
-                str(SHIPPED_POLICY),
-                "--as-of",
-                "2021-10-08",
-                "--out",
-                str(tmp_path / "sweep"),
-            ]
-        )
-        == 0
-    )
+    sweep_with_cli(tmp_path, rows)
 
     suffix = uuid.uuid4().hex[:8]
     dynamodb, table = live_table(rows)

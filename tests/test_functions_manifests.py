@@ -10,14 +10,13 @@ import uuid
 import boto3
 
 from catalogue_purge.catalogue import DynamoCatalogue
-from catalogue_purge.cli import main
 from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.policy import load_policy
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.sweep import live_recheck, read_sweep
 
-from .conftest import ROOT, SHIPPED_POLICY, listing, write_listings
+from .conftest import ROOT, SHIPPED_POLICY, listing, sweep_with_cli
 from .test_function_delist import FakeContext, load_function
 
 
@@ -34,23 +33,7 @@ def test_finalize_then_an_auditor_lists_and_downloads(live_table, tmp_path, monk
         ),
         listing("L-3", "Blue vase"),
     ]
-    snapshot = write_listings(tmp_path / "snap.parquet", rows)
-    assert (
-        main(
-            [
-                "sweep",
-                "--snapshot",
-                str(snapshot),
-                "--policy",
-                str(SHIPPED_POLICY),
-                "--as-of",
-                "2021-10-08",
-                "--out",
-                str(tmp_path / "sweep"),
-            ]
-        )
-        == 0
-    )
+    sweep_with_cli(tmp_path, rows)
     suffix = uuid.uuid4().hex[:8]
     s3, kms = boto3.client("s3"), boto3.client("kms")
     runs_bucket, manifests_bucket = f"runs-{suffix}", f"manifests-{suffix}"
