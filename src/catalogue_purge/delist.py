@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
@@ -89,9 +90,10 @@ class Plan:
     policy_sha256: str
     intents: tuple[Intent, ...]
 
-    @property
+    @cached_property
     def sha256(self) -> str:
-        """The plan's content hash: what `--approve` names."""
+        """The plan's content hash: what `--approve` names (computed once: a plan can hold
+        millions of intents)."""
         canonical = json.dumps(
             {
                 "policy_id": self.policy_id,
