@@ -15,8 +15,8 @@ setup: .venv/.synced
 
 demo: setup
 	$(RUN) catalogue-purge generate --out build/demo/snapshot --rows 200000 --files 2
-	$(RUN) catalogue-purge sweep --snapshot build/demo/snapshot \
-		--policy policies/crypto-mining-2021.yaml --as-of 2021-10-08 --out build/demo/sweep
+	$(RUN) catalogue-purge run --local --snapshot build/demo/snapshot \
+		--policy policies/crypto-mining-2021.yaml --as-of 2021-10-08 --out build/demo/run
 
 test: setup
 	$(RUN) ruff check .

@@ -252,6 +252,29 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from catalogue_purge.local import run_local, start_moto
+
+    if not args.local:
+        raise PurgeError(
+            "run drives the deployed state machine, which is not part of this build yet; "
+            "use --local to run the whole job against moto's server on loopback"
+        )
+    policy = load_policy(args.policy)
+    as_of = parse_as_of(args.as_of, policy)
+    server, endpoint = start_moto()
+    out.print(f"local AWS: moto's server at {endpoint}")
+    try:
+        result = run_local(policy, args.snapshot, as_of, args.out, say=out.print)
+    finally:
+        server.stop()  # type: ignore[attr-defined]
+    print_evasions(result.sweep.findings, args.examples)
+    state = "[green]verified[/green]" if result.verified else "[red]NOT verified[/red]"
+    out.print(f"manifest of run {result.run_id}: {state}: {result.manifest_folder}")
+    out.print(f"report: {result.manifest_folder / 'report.html'}")
+    return 0 if result.verified and result.delisting.balanced else 8
+
+
 def cmd_audit_list(args: argparse.Namespace) -> int:
     from catalogue_purge.audit import list_runs
 
@@ -340,6 +363,15 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("run", help="the whole job: sweep, delist, finalize, verify")
+    p.add_argument("--policy", required=True, type=Path)
+    p.add_argument("--snapshot", required=True, help="a Parquet file, folder or glob")
+    p.add_argument("--as-of", required=True)
+    p.add_argument("--local", action="store_true", help="against moto's server on loopback")
+    p.add_argument("--out", type=Path, default=Path("build/run"), help="findings and manifest")
+    p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("delist", help="apply a sweep's delist findings to the live catalogue")
     p.add_argument("--findings", required=True, help="the sweep's output: a folder or s3:// prefix")
