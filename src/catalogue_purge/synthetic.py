@@ -231,6 +231,12 @@ PROHIBITED = [
     ("Ферма для майнинга 6 видеокарт", "Computer & Office > Computer Components > Graphics Cards"),
     ("Complete crypto mining course 2021", "Books > Computers & Technology"),
     ("1 ETH Ethereum sent within 1 hour", "Digital Goods > Software"),
+    # ambiguous: a human decides (review)
+    (
+        "8 GPU open air frame for graphics cards",
+        "Computer & Office > Computer Components > PC Cases",
+    ),
+    ("Used RTX 3070 x6 lot, ran 24/7", "Computer & Office > Computer Components > Graphics Cards"),
 ]
 LOOKALIKES = [
     ("Coal mining drill bit 42mm, tungsten", "Tools > Industrial > Mining Equipment"),
