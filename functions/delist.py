@@ -54,6 +54,9 @@ def _apply(batch: DelistBatch) -> dict:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict:
     batch = DelistBatch.model_validate(event)
+    # Counted on every delivery; the outcome metrics only when the batch is actually applied,
+    # so the two differ by the duplicate deliveries idempotency absorbed.
+    metrics.add_metric(name="BatchesReceived", unit=MetricUnit.Count, value=1)
     IDEMPOTENCY.register_lambda_context(context)
     guarded = idempotent_function(
         data_keyword_argument="batch",
