@@ -1,4 +1,5 @@
-"""The whole job end to end against moto's server on loopback: the local run."""
+"""The whole job end to end against moto's server on loopback: the local run, which follows
+the state machine's definition and calls the functions' handlers."""
 
 from __future__ import annotations
 
@@ -8,41 +9,51 @@ import boto3
 
 from catalogue_purge.cli import parse_as_of
 from catalogue_purge.local import run_local
+from catalogue_purge.snapshot import open_snapshot
+from catalogue_purge.sweep import sweep
 from catalogue_purge.synthetic import generate_snapshot
 
 
 def test_the_whole_job_runs_and_its_manifest_verifies(aws, policy, tmp_path):
     generate_snapshot(tmp_path / "snapshot", rows=4_000, files=2, row_group_size=1_000, seed=11)
+    as_of = parse_as_of("2021-10-08", policy)
     said: list[str] = []
     result = run_local(
         policy,
         str(tmp_path / "snapshot"),
-        parse_as_of("2021-10-08", policy),
+        as_of,
         tmp_path / "work",
         say=said.append,
+        rows_per_shard=1_500,
     )
     assert result.verified
-    assert result.delisting.balanced
-    delisted = result.delisting.outcomes.get("DELISTED", 0)
-    assert delisted == sum(
-        d == "delist" for d in result.sweep.findings.column("decision").to_pylist()
-    )
-    assert delisted > 0
+    assert result.balanced
+    # Two files of two row groups each, at most 1,500 rows a shard: one shard per row group.
+    assert result.output["plan"]["shards"]["count"] == 4
+    # Sharding loses nothing: the same findings as one sweep of the whole snapshot.
+    whole = sweep(open_snapshot(str(tmp_path / "snapshot")), policy, as_of).findings
+    assert result.findings.to_pylist() == whole.to_pylist()
 
+    delisted = result.outcomes.get("DELISTED", 0)
+    assert delisted == sum(d == "delist" for d in result.findings.column("decision").to_pylist())
+    assert delisted > 0
     manifest = json.loads((result.manifest_folder / "manifest.json").read_text())
     assert manifest["counts"]["by_outcome"] == {"DELISTED": delisted}
     assert manifest["snapshot"]["rows"] == 4_000
+    assert manifest["kind"] == "purge"
     assert (result.manifest_folder / "report.html").exists()
 
     # The live table: every delisted listing carries the run's enforcement fields.
     dynamodb = boto3.client("dynamodb")
-    table = next(
-        t
-        for t in dynamodb.list_tables()["TableNames"]
-        if t.endswith(result.run_id.rsplit("-", 1)[-1])
-    )
-    first = result.sweep.findings.column("listing_id")[0].as_py()
-    item = dynamodb.get_item(TableName=table, Key={"listing_id": {"S": first}})["Item"]
-    assert item["status"]["S"] == "DELISTED"
-    assert item["enforcement_run_id"]["S"] == result.run_id
-    assert any(line.startswith("sweep: ") for line in said)
+    table = result.resources["ListingsTable"]
+    for listing_id, decision in zip(
+        result.findings.column("listing_id").to_pylist(),
+        result.findings.column("decision").to_pylist(),
+        strict=True,
+    ):
+        item = dynamodb.get_item(TableName=table, Key={"listing_id": {"S": listing_id}})["Item"]
+        expected = "DELISTED" if decision == "delist" else "ACTIVE"
+        assert item["status"]["S"] == expected, listing_id
+        if decision == "delist":
+            assert item["enforcement_run_id"]["S"] == result.run_id
+    assert any(line.startswith("live catalogue: ") for line in said)

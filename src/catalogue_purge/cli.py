@@ -86,7 +86,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             on_file_done=file_done,
         )
     target = write_findings(result, args.out)
-    print_summary(result.summary, policy, as_of, result.seconds)
+    print_summary(result.summary, policy, as_of, None)
+    out.print(f"the whole job took {result.seconds:.1f}s")
     print_evasions(result.findings, args.examples)
     out.print(f"findings: {target}")
     return 0
@@ -112,7 +113,7 @@ def print_evasions(findings: pa.Table, limit: int) -> None:
     out.print(table)
 
 
-def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float) -> None:
+def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float | None) -> None:
     out.print(
         f"policy {policy.id} v{policy.version} (sha256 {policy.sha256[:12]}), "
         f"as of {as_of.isoformat()}"
@@ -124,9 +125,9 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float
             f"({ms.time_zone}); {as_of.date()} is before it.[/yellow]"
         )
         return
-    rate = summary["rows_scanned"] / seconds if seconds else 0
+    timing = f" in {seconds:.1f}s ({summary['rows_scanned'] / seconds:,.0f}/s)" if seconds else ""
     out.print(
-        f"swept {summary['rows_scanned']:,} listings in {seconds:.1f}s ({rate:,.0f}/s); "
+        f"swept {summary['rows_scanned']:,} listings{timing}; "
         f"{summary['candidates']:,} screened in, {summary['findings']:,} findings, "
         f"{summary['evasions']:,} evasions"
     )
@@ -252,27 +253,77 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from catalogue_purge.local import run_local, start_moto
+def _job_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
 
-    if not args.local:
-        raise PurgeError(
-            "run drives the deployed state machine, which is not part of this build yet; "
-            "use --local to run the whole job against moto's server on loopback"
+
+def print_job(output: dict) -> None:
+    plan, closed = output["plan"], output.get("closed", {})
+    batches = closed.get("batches", {}).get("count", 0)
+    out.print(
+        f"run {plan['run_id']}: {plan['rows']:,} listings in {plan['shards']['count']} shard(s), "
+        f"{closed.get('findings', 0):,} findings, {closed.get('planned', 0):,} to delist "
+        f"(plan {closed.get('plan_sha256', '-')[:12]}) in {batches} batch(es)"
+    )
+    if "manifest" in output:
+        counts = output["manifest"]["counts"]
+        out.print(
+            f"manifest: {output['manifest']['manifest']}: {counts['by_decision']}, "
+            f"outcomes {counts['by_outcome']}"
         )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from catalogue_purge.events import StartRun
+    from catalogue_purge.local import deployed_stack, run_job, run_local, start_moto
+
     policy = load_policy(args.policy)
     as_of = parse_as_of(args.as_of, policy)
+    if not args.local:
+        if not args.stack or not args.snapshot.startswith("s3://"):
+            raise PurgeError(
+                "run needs --local (moto's server on loopback, a local snapshot), or --stack NAME "
+                "of a deployed stack and an s3:// snapshot"
+            )
+        start = StartRun(
+            policy_id=policy.id,
+            snapshot_uri=args.snapshot,
+            as_of=as_of,
+            run_id=args.run_id,
+            dry_run=args.dry_run,
+            approve=args.approve,
+        )
+        with _job_progress() as progress:
+            output = run_job(deployed_stack(args.stack), start, progress)
+        print_job(output)
+        return 0
     server, endpoint = start_moto()
     out.print(f"local AWS: moto's server at {endpoint}")
     try:
-        result = run_local(policy, args.snapshot, as_of, args.out, say=out.print)
+        with _job_progress() as progress:
+            result = run_local(
+                policy, args.snapshot, as_of, args.out, say=out.print, progress=progress
+            )
     finally:
         server.stop()  # type: ignore[attr-defined]
-    print_evasions(result.sweep.findings, args.examples)
+    print_job(result.output)
+    print_summary(result.summary, policy, as_of, None)
+    out.print(f"the whole job took {result.seconds:.1f}s")
+    out.print(f"delisting: {result.outcomes} ({'balanced' if result.balanced else 'NOT balanced'})")
+    print_evasions(result.findings, args.examples)
     state = "[green]verified[/green]" if result.verified else "[red]NOT verified[/red]"
     out.print(f"manifest of run {result.run_id}: {state}: {result.manifest_folder}")
-    out.print(f"report: {result.manifest_folder / 'report.html'}")
-    return 0 if result.verified and result.delisting.balanced else 8
+    out.print(
+        f"report: {result.manifest_folder / 'report.html' if result.manifest_folder else '-'}"
+    )
+    return 0 if result.verified and result.balanced else 8
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
@@ -366,9 +417,15 @@ def _add_run_commands(sub: Any) -> None:
 
     p = sub.add_parser("run", help="the whole job: sweep, delist, finalize, verify")
     p.add_argument("--policy", required=True, type=Path)
-    p.add_argument("--snapshot", required=True, help="a Parquet file, folder or glob")
+    p.add_argument(
+        "--snapshot", required=True, help="a Parquet file, folder or glob; s3:// with --stack"
+    )
     p.add_argument("--as-of", required=True)
     p.add_argument("--local", action="store_true", help="against moto's server on loopback")
+    p.add_argument("--stack", help="a deployed stack: its buckets, tables and keys")
+    p.add_argument("--run-id", help="default: derived from the run's kind and as-of time")
+    p.add_argument("--dry-run", action="store_true", help="predict outcomes, change nothing")
+    p.add_argument("--approve", help="the plan hash that the safety limits held back")
     p.add_argument("--out", type=Path, default=Path("build/run"), help="findings and manifest")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
     p.set_defaults(func=cmd_run)

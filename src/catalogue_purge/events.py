@@ -3,7 +3,126 @@ in events/ and the state machine's payload."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"  # a Step Functions execution name, a path segment
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class StartRun(BaseModel):
+    """What starts a run: the state machine's input, sent by the schedules (as_of is the
+    schedule's time) or by hand. It is also the PlanRun function's event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy_id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    snapshot_uri: str = Field(pattern=r"^s3://[^/]+/.*$")
+    as_of: AwareDatetime
+    kind: str = Field(default="purge", pattern=r"^(purge|re-sweep)$")
+    run_id: str | None = Field(
+        default=None,
+        pattern=RUN_ID,
+        description="by default derived from the kind and as_of, so a schedule delivered "
+        "twice names the same run and acts once",
+    )
+    columns: dict[str, str] = Field(default_factory=dict, description="contract -> source")
+    dry_run: bool = False
+    approve: str | None = Field(default=None, pattern=SHA256)
+    rows_per_shard: int = Field(default=5_000_000, gt=0)
+    batch_size: int = Field(default=1_000, gt=0, le=10_000)
+
+    def resolved_run_id(self) -> str:
+        return self.run_id or f"{self.kind}-{self.as_of.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+class Items(BaseModel):
+    """Where a Distributed Map reads its items (a JSON array in S3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str
+    key: str
+    count: int = Field(ge=0)
+
+
+class RunPlan(BaseModel):
+    """PlanRun's result: the run opened, its shards listed for Map(sweep)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID)
+    policy_id: str
+    policy_sha256: str = Field(pattern=SHA256)
+    kind: str
+    as_of: datetime
+    acting: bool
+    rows: int
+    sweep_uri: str
+    runs_uri: str
+    shards: Items
+    dry_run: bool
+    approve: str | None
+    batch_size: int
+
+
+class Shard(BaseModel):
+    """Row groups [first, last) of one snapshot file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int = Field(ge=0)
+    path: str = Field(min_length=1, description="s3://bucket/key of the Parquet file")
+    first_row_group: int = Field(ge=0)
+    last_row_group: int = Field(gt=0)
+    rows: int = Field(ge=0)
+
+
+class SweepShard(BaseModel):
+    """One Map(sweep) iteration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID)
+    sweep_uri: str = Field(min_length=1)
+    shard: Shard
+
+
+class ShardSwept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    index: int
+    rows: int
+    candidates: int
+    findings: int
+    seconds: float
+
+
+class CloseSweep(BaseModel):
+    """After Map(sweep): merge the shards' findings, record the plan, list the delist batches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID)
+    sweep_uri: str = Field(min_length=1)
+    runs_uri: str = Field(min_length=1)
+    dry_run: bool = False
+    approve: str | None = Field(default=None, pattern=SHA256)
+    batch_size: int = Field(default=1_000, gt=0, le=10_000)
+
+
+class SweepClosed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    findings: int
+    planned: int
+    plan_sha256: str
+    held: bool = Field(description="the plan breaks the policy's safety limits, unapproved")
+    reason: str = ""
+    batches: Items
 
 
 class DelistBatch(BaseModel):
@@ -17,7 +136,7 @@ class DelistBatch(BaseModel):
     table: str = Field(min_length=1, description="the listings table")
     batch_index: int = Field(ge=0)
     batch_size: int = Field(gt=0, le=10_000)
-    approve: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    approve: str | None = Field(default=None, pattern=SHA256)
     dry_run: bool = False
 
 
@@ -42,6 +161,15 @@ class FinalizeRun(BaseModel):
     sweep_uri: str = Field(min_length=1)
     runs_uri: str = Field(min_length=1)
     kind: str = Field(default="purge", pattern=r"^(purge|re-sweep|reinstatement)$")
+
+
+class RunFinalized(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    manifest: str = Field(description="the run's manifest folder")
+    counts: dict
+    parts: int
 
 
 class ManifestAccessRequest(BaseModel):

@@ -1,51 +1,92 @@
-"""The whole job on one machine: moto's server on loopback stands in for AWS.
+"""The whole job on one machine, the way the deployed stack runs it.
 
-Runs the same steps as the deployed job, through the same code and boto3 endpoints: the
-snapshot goes to a bucket, the live catalogue to a DynamoDB table, then sweep, delist (within
-the policy's safety limits), finalize (a signed, chained manifest), and the manifest is
-downloaded and verified like an auditor would.
+`run_job` interprets the purge-run state machine's own definition (statemachine.py) and calls
+the functions' own handlers (functions/), in-process: shards in a pool of processes (DuckDB
+runs a Python matcher one call at a time, so processes are what give parallelism), delist
+batches in threads. It works against whatever AWS endpoint boto3 is configured for.
+
+`run_local` first starts nothing but creates, on moto's server on loopback, the resources
+template.yaml declares (stack.py), uploads the snapshot and loads the live catalogue, then runs
+the job and downloads and verifies the manifest like an auditor would.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import os
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from multiprocessing import get_context
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+from rich.progress import Progress
 
 from catalogue_purge import aws
 from catalogue_purge.audit import download_run, list_runs, verify_runs
-from catalogue_purge.catalogue import (
-    DynamoCatalogue,
-    LiveListing,
-    Status,
-    create_listings_table,
-    format_version,
-    put_listings,
-)
-from catalogue_purge.delist import OUTCOME_SCHEMA, Report, apply_plan, plan_delistings
-from catalogue_purge.manifest import KmsSigner, create_manifests_bucket, finalize_run
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.policy import Policy
+from catalogue_purge.catalogue import LiveListing, Status, format_version, put_listings
+from catalogue_purge.delist import OUTCOME_SCHEMA
+from catalogue_purge.errors import PurgeError
+from catalogue_purge.events import StartRun
+from catalogue_purge.policy import POLICIES_ENV, Policy
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import SweepResult, live_recheck, sweep, write_findings
+from catalogue_purge.stack import Stack, create_local, deployment_file, load_template
+from catalogue_purge.statemachine import Runtime, execute
+from catalogue_purge.sweep import read_sweep
 
 Say = Callable[[str], None]
+
+# Handlers log and emit metrics as they do in Lambda; on a terminal only warnings are shown.
+QUIET = {
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+# Functions run in processes rather than threads (CPU-bound, holding the GIL).
+IN_PROCESSES = {"SweepShardFunction"}
+
+
+@dataclass(frozen=True)
+class FakeContext:
+    """What a handler reads of Lambda's context object."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
 
 
 @dataclass(frozen=True)
 class LocalRun:
     run_id: str
-    sweep: SweepResult
-    delisting: Report
-    manifest_folder: Path
+    output: dict
+    findings: pa.Table
+    summary: dict
+    outcomes: dict[str, int]
+    planned: int
+    manifest_folder: Path | None
     verified: bool
+    seconds: float
+    resources: dict[str, str]  # logical id -> name or key id
+
+    @property
+    def balanced(self) -> bool:
+        return sum(self.outcomes.values()) == self.planned
 
 
 def start_moto() -> tuple[object, str]:
@@ -69,9 +110,123 @@ def start_moto() -> tuple[object, str]:
     return server, endpoint
 
 
-def _live_listings(snapshot_path: str, listing_ids: set[str]) -> list[LiveListing]:
+@cache
+def _function_module(module: str) -> ModuleType:
+    """functions.x of the source tree (or the installed package), loaded by its file."""
+    package, _, name = module.partition(".")
+    path = deployment_file(package) / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_catalogue_purge_{package}_{name}", path)
+    if spec is None or spec.loader is None:
+        raise PurgeError(f"no function module {module} at {path}")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def invoke_handler(handler: str, environment: dict[str, str], event: dict) -> dict:
+    """Call a function's handler as Lambda would; also the entry point of pool processes."""
+    os.environ.update(environment)
+    module, _, attribute = handler.rpartition(".")
+    function = getattr(_function_module(module), attribute)
+    context = FakeContext(function_name=module.rsplit(".", 1)[-1], aws_request_id=str(uuid.uuid4()))
+    return dict(function(event, context))
+
+
+class Functions:
+    """The stack's functions, invoked in-process: the Runtime of the state machine."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        progress: Progress | None,
+        workers: int | None = None,
+        environment: dict[str, str] | None = None,
+    ):
+        self.stack = stack
+        self.environment = stack.environment() | QUIET | (environment or {})
+        self.progress = progress
+        self.workers = workers or os.cpu_count() or 1
+        self._processes: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Functions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._processes is not None:
+            self._processes.shutdown(cancel_futures=True)
+
+    def invoke(self, function: str, payload: dict) -> dict:
+        return invoke_handler(self.stack.handler(function), self.environment, payload)
+
+    def _pool(self, function: str, width: int) -> Any:
+        if function in IN_PROCESSES:
+            if self._processes is None:
+                # spawn, not fork: this process runs threads (moto's server among them).
+                self._processes = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            return self._processes
+        return ThreadPoolExecutor(max(1, min(width, 8)), thread_name_prefix=function)
+
+    def invoke_many(
+        self, function: str, payloads: Sequence[dict], concurrency: int
+    ) -> list[dict | BaseException]:
+        label = function.removesuffix("Function")
+        task = self.progress.add_task(label, total=len(payloads)) if self.progress else None
+        pool = self._pool(function, concurrency)
+        handler = self.stack.handler(function)
+        futures: list[Future] = [
+            pool.submit(invoke_handler, handler, self.environment, p) for p in payloads
+        ]
+        results: list[dict | BaseException] = []
+        for future in futures:
+            error = future.exception()
+            results.append(error if error is not None else future.result())
+            if self.progress is not None and task is not None:
+                self.progress.advance(task)
+        if isinstance(pool, ThreadPoolExecutor):
+            pool.shutdown()
+        return results
+
+    def read_items(self, bucket: str, key: str) -> list:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return list(json.loads(body))
+
+
+def run_job(
+    stack: Stack,
+    start: StartRun,
+    progress: Progress | None = None,
+    *,
+    before_state: Callable[[str, dict], None] | None = None,
+    workers: int | None = None,
+    environment: dict[str, str] | None = None,
+) -> dict:
+    """One execution of the purge-run state machine, locally: its final output. `environment`
+    adds to the functions' own (the local run points them at its policies folder)."""
+    with Functions(stack, progress, workers, environment) as functions:
+        runtime = Runtime(
+            invoke=functions.invoke,
+            invoke_many=functions.invoke_many,
+            read_items=functions.read_items,
+            before_state=before_state,
+        )
+        return execute(stack.definition(), start.model_dump(mode="json"), runtime)
+
+
+def deployed_stack(name: str) -> Stack:
+    """A deployed stack's resource names, from CloudFormation."""
+    cloudformation = aws.client("cloudformation")
+    stack = Stack(name, load_template(), region=cloudformation.meta.region_name)
+    paginator = cloudformation.get_paginator("list_stack_resources")
+    for page in paginator.paginate(StackName=name):
+        for resource in page["StackResourceSummaries"]:
+            stack.physical[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+    return stack
+
+
+def _live_listings(snapshot_path: str, listing_ids: list[str]) -> list[LiveListing]:
     table = ds.dataset(snapshot_path, format="parquet").to_table(
-        filter=ds.field("listing_id").isin(sorted(listing_ids))
+        filter=ds.field("listing_id").isin(listing_ids)
     )
     return [
         LiveListing(
@@ -89,68 +244,86 @@ def _live_listings(snapshot_path: str, listing_ids: set[str]) -> list[LiveListin
 
 
 def run_local(
-    policy: Policy, snapshot_path: str, as_of: datetime, work: Path, say: Say = print
+    policy: Policy,
+    snapshot_path: str,
+    as_of: datetime,
+    work: Path,
+    say: Say = print,
+    *,
+    progress: Progress | None = None,
+    rows_per_shard: int = 250_000,
 ) -> LocalRun:
-    """Create the resources, run the job, verify the manifest. `work` receives the findings and
-    the downloaded manifest."""
-    run_id = f"local-{as_of:%Y%m%d}-{uuid.uuid4().hex[:6]}"
-    s3, dynamodb, kms = aws.client("s3"), aws.client("dynamodb"), aws.client("kms")
-    suffix = run_id.rsplit("-", 1)[-1]  # several local runs can share one moto server
-    data_bucket = f"catalogue-purge-data-{suffix}"
-    manifests_bucket = f"catalogue-purge-manifests-{suffix}"
-    table = f"listings-{suffix}"
-    s3.create_bucket(Bucket=data_bucket)
-    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    data_key = kms.create_key()["KeyMetadata"]["KeyId"]
-    # moto's server is plain HTTP: the bucket's TLS-only policy would refuse every request.
-    create_manifests_bucket(s3, manifests_bucket, data_key, retention_days=3650, tls_only=False)
-    create_listings_table(dynamodb, table)
+    """Create the stack's resources on the configured endpoint (moto's server), run the job,
+    download and verify the manifest into `work`."""
+    suffix = uuid.uuid4().hex[:6]  # several local stacks can share one moto server
+    stack = Stack(
+        f"catalogue-purge-{suffix}", load_template(), region=aws.client("s3").meta.region_name
+    )
+    s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
+    create_local(stack, {"kms": aws.client("kms"), "s3": s3, "dynamodb": dynamodb})
+    data_bucket = stack.physical["DataBucket"]
+    table = stack.physical["ListingsTable"]
 
     local = open_snapshot(snapshot_path)
+    prefix = stack.parameters["SnapshotPrefix"]
     for file in local.files:
-        s3.upload_file(file.path, data_bucket, f"snapshots/{run_id}/{Path(file.path).name}")
-    say(f"snapshot: {local.rows:,} listings in {len(local.files)} file(s) -> s3://{data_bucket}")
-
-    snapshot = open_snapshot(f"s3://{data_bucket}/snapshots/{run_id}/")
-    swept = sweep(snapshot, policy, as_of)
-    write_findings(swept, work / "sweep")
-    for name in ("findings.parquet", "sweep.json"):
-        s3.upload_file(str(work / "sweep" / name), data_bucket, f"sweeps/{run_id}/{name}")
-    summary = swept.summary
+        s3.upload_file(file.path, data_bucket, f"{prefix}{Path(file.path).name}")
     say(
-        f"sweep: {summary['findings']:,} findings ({summary['by_decision']}), "
-        f"{summary['evasions']:,} evasions, {swept.seconds:.1f}s"
+        f"stack {stack.name}: snapshot of {local.rows:,} listings in {len(local.files)} file(s) "
+        f"-> s3://{data_bucket}/{prefix}"
     )
 
-    # The live catalogue: the listings the run can touch (those the sweep caught), as they
-    # stand in the snapshot; loading all of them into moto would take minutes.
-    caught = set(swept.findings.column("listing_id").to_pylist())
-    put_listings(dynamodb, table, _live_listings(snapshot_path, caught))
-    plan = plan_delistings(swept.findings, run_id, policy.id, policy.sha256)
-    report = apply_plan(
-        plan,
-        DynamoCatalogue(table, dynamodb),
-        RunStore(f"s3://{data_bucket}/runs/{run_id}", OUTCOME_SCHEMA),
-        live_recheck(policy, Matcher(policy)),
-        limits=policy.document.safety_limits,
-        swept=summary["rows_scanned"],
-    )
-    say(
-        f"delist: {report.outcomes} ({'balanced' if report.balanced else 'NOT balanced'}), "
-        f"{report.seconds:.1f}s"
+    start = StartRun(
+        policy_id=policy.id,
+        snapshot_uri=f"s3://{data_bucket}/{prefix}",
+        as_of=as_of,
+        run_id=f"local-{as_of:%Y%m%d}-{suffix}",
+        rows_per_shard=rows_per_shard,
     )
 
-    finalize_run(
-        f"s3://{data_bucket}/sweeps/{run_id}",
-        runs_uri=f"s3://{data_bucket}/runs",
-        run_id=run_id,
-        manifests_root=f"s3://{manifests_bucket}",
-        signer=KmsSigner(kms, key_id),
-        policies_dir=Path(policy.path).parent,
+    def before_state(name: str, document: dict) -> None:
+        # The local stand-in for the platform's live catalogue holds the listings the run can
+        # touch, as they stand in the snapshot: loading all of them into moto would take minutes.
+        if name == "DelistBatches":
+            findings = read_sweep(document["plan"]["sweep_uri"])[0]
+            caught = findings.column("listing_id").to_pylist()
+            put_listings(dynamodb, table, _live_listings(snapshot_path, caught))
+            say(f"live catalogue: {len(caught):,} listings loaded into table {table}")
+
+    policies = Path(policy.path).resolve().parent
+    if policies / f"{policy.id}.yaml" != Path(policy.path).resolve():
+        raise PurgeError(
+            f"{policy.path}: the functions find a policy by its id, as {policy.id}.yaml"
+        )
+    started = time.perf_counter()
+    output = run_job(
+        stack, start, progress, before_state=before_state, environment={POLICIES_ENV: str(policies)}
     )
-    listed = [r for r in list_runs(f"s3://{manifests_bucket}", policy.id) if r["run_id"] == run_id]
+    seconds = time.perf_counter() - started
+    plan = output["plan"]
+    findings, record = read_sweep(plan["sweep_uri"])
+    outcomes_table = RunStore(
+        f"{plan['runs_uri']}/{plan['run_id']}", OUTCOME_SCHEMA
+    ).read_outcomes()
+    outcomes: dict[str, int] = {}
+    for outcome in outcomes_table.column("outcome").to_pylist():
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    manifests = f"s3://{stack.physical['ManifestsBucket']}"
+    listed = [r for r in list_runs(manifests, policy.id) if r["run_id"] == plan["run_id"]]
     folder = download_run(listed[0]["location"], work / "manifests")
     verification = verify_runs([folder], from_first=False)[0]
     for problem in verification.problems:
         say(f"  - {problem}")
-    return LocalRun(run_id, swept, report, folder, verification.ok)
+    return LocalRun(
+        run_id=plan["run_id"],
+        output=output,
+        findings=findings,
+        summary=record["summary"],
+        outcomes=outcomes,
+        planned=output["closed"]["planned"],
+        manifest_folder=folder,
+        verified=verification.ok,
+        seconds=seconds,
+        resources=dict(stack.physical),
+    )

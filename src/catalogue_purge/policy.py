@@ -8,6 +8,7 @@ penalised (the ladder). Exemptions granted by compliance live in a file beside t
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -441,8 +442,14 @@ def category_rule_id(path: str) -> str:
     return CATEGORY_RULE_PREFIX + path
 
 
+POLICIES_ENV = "CATALOGUE_PURGE_POLICIES"
+
+
 def shipped_policies() -> Path:
     """The folder of the policies shipped with the code: inside the installed package (a
-    Lambda package), or policies/ of the source tree."""
+    Lambda package), or policies/ of the source tree. CATALOGUE_PURGE_POLICIES overrides it
+    (the local run of a policy under review)."""
+    if os.environ.get(POLICIES_ENV):
+        return Path(os.environ[POLICIES_ENV])
     packaged = Path(__file__).resolve().parent / "_policies"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "policies"

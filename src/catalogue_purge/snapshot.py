@@ -73,6 +73,17 @@ class SnapshotFile:
     size: int
     rows: int
     row_groups: int
+    row_group_rows: tuple[int, ...] = ()
+    subset: tuple[int, int] | None = None  # row groups [first, last): one shard of the file
+
+    def fragment(self, filesystem: pafs.FileSystem) -> ds.Dataset:
+        """The file, or only its row groups of `subset`, as a dataset."""
+        fmt = ds.ParquetFileFormat()
+        if self.subset is None:
+            return ds.dataset([self.path], format=fmt, filesystem=filesystem)
+        first, last = self.subset
+        fragment = fmt.make_fragment(self.path, filesystem, row_groups=range(first, last))
+        return ds.FileSystemDataset([fragment], fragment.physical_schema, fmt, filesystem)
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,8 @@ def open_snapshot(
                 f"cannot read {_display(location, path)} as Parquet: {exc}"
             ) from exc
         _check_schema(_display(location, path), schema, columns, needed)
-        files.append(SnapshotFile(path, size, meta.num_rows, meta.num_row_groups))
+        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        files.append(SnapshotFile(path, size, meta.num_rows, meta.num_row_groups, groups))
     return Snapshot(location, tuple(files), fs, columns)
 
 

@@ -19,3 +19,23 @@ def read_bytes(uri: str) -> bytes:
     fs, path = locate(uri)
     with fs.open_input_stream(path) as handle:
         return bytes(handle.read())
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole object (on S3 a single PUT: there whole or not at all); local files go
+    through a temporary name and a rename, for the same guarantee."""
+    fs, path = locate(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        tmp = f"{path}.partial"
+        with fs.open_output_stream(tmp) as handle:
+            handle.write(data)
+        fs.move(tmp, path)
+        return
+    with fs.open_output_stream(path) as handle:
+        handle.write(data)
+
+
+def exists(uri: str) -> bool:
+    fs, path = locate(uri)
+    return bool(fs.get_file_info(path).type == pafs.FileType.File)

@@ -35,7 +35,7 @@ from catalogue_purge.errors import SnapshotError
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
-from catalogue_purge.storage import locate, read_bytes
+from catalogue_purge.storage import locate, read_bytes, write_bytes
 
 FINDINGS_FILE = "findings.parquet"
 CANDIDATE_BATCH = 4096
@@ -201,10 +201,10 @@ def _listings_relation(
     the relational API, so no name from a mapping is ever pasted into SQL text.
     """
     part = snapshot.files[index]
-    if snapshot.is_local:
+    if snapshot.is_local and part.subset is None:
         rel = con.read_parquet(part.path)
     else:
-        rel = con.from_arrow(snapshot.dataset(part))
+        rel = con.from_arrow(part.fragment(snapshot.filesystem))
     projection = [
         duckdb.ColumnExpression(snapshot.source_column(name)).alias(name) for name in SWEEP_COLUMNS
     ]
@@ -386,6 +386,22 @@ def write_findings(result: SweepResult, out_dir: str | Path) -> Path:
         for leftover in temporary:
             leftover.unlink(missing_ok=True)
     return target
+
+
+def publish_sweep(result: SweepResult, location: str) -> None:
+    """findings.parquet then sweep.json at a local folder or an s3:// prefix. sweep.json, the
+    record, is written last: a sweep without it is not complete."""
+    if not location.startswith("s3://"):
+        write_findings(result, location)
+        return
+    sink = pa.BufferOutputStream()
+    pq.write_table(result.findings, sink, compression="zstd")
+    data = sink.getvalue().to_pybytes()
+    base = location.rstrip("/")
+    write_bytes(f"{base}/{FINDINGS_FILE}", data)
+    record = result.record(hashlib.sha256(data).hexdigest())
+    text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
+    write_bytes(f"{base}/{SWEEP_FILE}", text.encode())
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,339 @@
+"""The steps of a run, as the state machine runs them (statemachine/purge-run.asl.json):
+
+    PlanRun     open the run: check the snapshot, record run.json, list the shards
+    SweepShard  one shard (row groups of one file): its findings under shards/
+    CloseSweep  merge the shards' findings into the sweep, record the plan, list the batches
+    Delist      one batch of the plan (delist.delist_batch)
+    FinalizeRun the signed, chained manifest (manifest.finalize_run)
+
+The Lambda functions call these, and so does the local runner, in the same order. Every step
+can be delivered twice: it recognises the work it already did and answers as it did then.
+
+A run's working records live in the data bucket:
+
+    sweeps/<run>/run.json          what the run is: policy, as_of, snapshot fingerprint
+    sweeps/<run>/shards.json       Map(sweep)'s items
+    sweeps/<run>/shards/NNNNN.*    each shard's findings (.parquet) and counts (.json)
+    sweeps/<run>/findings.parquet  the merged findings, then sweep.json (the sweep's record)
+    sweeps/<run>/batches.json      Map(delist)'s items
+    runs/<run>/...                 the plan and the outcomes (runstore.py)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from catalogue_purge.delist import OUTCOME_SCHEMA, limit_breaches, plan_delistings
+from catalogue_purge.errors import PlanMismatch, PurgeError
+from catalogue_purge.events import (
+    CloseSweep,
+    FinalizeRun,
+    Items,
+    RunFinalized,
+    RunPlan,
+    Shard,
+    ShardSwept,
+    StartRun,
+    SweepClosed,
+    SweepShard,
+)
+from catalogue_purge.manifest import ManifestExists, Signer, finalize_run, run_folder
+from catalogue_purge.matcher import Matcher
+from catalogue_purge.policy import Policy, load_policy
+from catalogue_purge.runstore import RunStore
+from catalogue_purge.snapshot import Snapshot, open_snapshot
+from catalogue_purge.storage import exists, locate, read_bytes, write_bytes
+from catalogue_purge.sweep import (
+    FINDINGS_SCHEMA,
+    SWEEP_FILE,
+    SweepResult,
+    findings_dataset,
+    publish_sweep,
+    read_sweep_record,
+    sweep,
+)
+
+RUN_FILE = "run.json"
+SHARDS_FILE = "shards.json"
+BATCHES_FILE = "batches.json"
+
+# What makes a run the run it is: a second PlanRun for the same run id must agree on these.
+_IDENTITY = ("kind", "as_of", "policy", "snapshot", "columns", "dry_run")
+
+
+def sweep_location(bucket: str, run_id: str) -> str:
+    return f"s3://{bucket}/sweeps/{run_id}"
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _write_json(uri: str, document: object) -> None:
+    write_bytes(uri, json.dumps(document, indent=2, ensure_ascii=False, default=str).encode())
+
+
+def _read_json(uri: str) -> dict:
+    return dict(json.loads(read_bytes(uri)))
+
+
+def _policy(policies_dir: Path, identity: dict) -> Policy:
+    """The deployed policy, which must be the very one the run was opened with."""
+    policy = load_policy(policies_dir / f"{identity['id']}.yaml")
+    if (policy.sha256, policy.exemptions_sha256) != (
+        identity["sha256"],
+        identity.get("exemptions_sha256"),
+    ):
+        raise PlanMismatch(
+            f"policy {policy.id} on hand (sha256 {policy.sha256[:12]}) or its exemptions are not "
+            f"those the run was opened with (sha256 {identity['sha256'][:12]}); "
+            "start a new run with the new policy"
+        )
+    return policy
+
+
+@cache
+def _matcher(path: str, sha256: str, exemptions_sha256: str | None) -> Matcher:
+    """One compiled matcher per policy version and process (a warm Lambda keeps it)."""
+    return Matcher(load_policy(path))
+
+
+def plan_shards(snapshot: Snapshot, rows_per_shard: int) -> list[Shard]:
+    """Consecutive row groups of each file, about rows_per_shard rows each (a row group is
+    never split; a shard never spans files)."""
+    shards: list[Shard] = []
+    for file in snapshot.files:
+        groups = file.row_group_rows or (file.rows,)
+        first, rows = 0, 0
+        for index, count in enumerate(groups):
+            if rows and rows + count > rows_per_shard:
+                shards.append(
+                    Shard(
+                        index=len(shards),
+                        path=f"s3://{file.path}",
+                        first_row_group=first,
+                        last_row_group=index,
+                        rows=rows,
+                    )
+                )
+                first, rows = index, 0
+            rows += count
+        shards.append(
+            Shard(
+                index=len(shards),
+                path=f"s3://{file.path}",
+                first_row_group=first,
+                last_row_group=len(groups),
+                rows=rows,
+            )
+        )
+    return shards
+
+
+def plan_run(request: StartRun, policies_dir: Path, bucket: str) -> RunPlan:
+    """PlanRun: check the snapshot and the policy, record the run, list its shards. Asked again
+    for the same run, it answers with the plan it recorded, or refuses if the request differs."""
+    policy = load_policy(policies_dir / f"{request.policy_id}.yaml")
+    run_id = request.resolved_run_id()
+    sweep_uri = sweep_location(bucket, run_id)
+    snapshot = open_snapshot(request.snapshot_uri, request.columns)
+    acting = policy.delisting_active(request.as_of)
+    shards = plan_shards(snapshot, request.rows_per_shard) if acting else []
+    record: dict = {
+        "run_id": run_id,
+        "kind": request.kind,
+        "as_of": request.as_of.isoformat(),
+        "policy": {
+            "id": policy.id,
+            "version": policy.version,
+            "sha256": policy.sha256,
+            "exemptions_sha256": policy.exemptions_sha256,
+        },
+        "snapshot": snapshot.fingerprint(),
+        "columns": request.columns,
+        "dry_run": request.dry_run,
+        "acting": acting,
+        "shards": len(shards),
+    }
+    if exists(f"{sweep_uri}/{RUN_FILE}"):
+        recorded = _read_json(f"{sweep_uri}/{RUN_FILE}")
+        differ = [k for k in _IDENTITY if recorded.get(k) != record[k]]
+        if differ:
+            raise PlanMismatch(
+                f"run {run_id} was opened with another {', '.join(differ)}; "
+                "give this request its own run_id"
+            )
+        record = recorded
+    else:
+        _write_json(f"{sweep_uri}/{SHARDS_FILE}", [s.model_dump() for s in shards])
+        _write_json(f"{sweep_uri}/{RUN_FILE}", record)  # last: the run is open once it exists
+    _, key = _split(f"{sweep_uri}/{SHARDS_FILE}")
+    return RunPlan(
+        run_id=run_id,
+        policy_id=policy.id,
+        policy_sha256=policy.sha256,
+        kind=request.kind,
+        as_of=request.as_of,
+        acting=record["acting"],
+        rows=snapshot.rows,
+        sweep_uri=sweep_uri,
+        runs_uri=f"s3://{bucket}/runs",
+        shards=Items(bucket=bucket, key=key, count=record["shards"]),
+        dry_run=request.dry_run,
+        approve=request.approve,
+        batch_size=request.batch_size,
+    )
+
+
+def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
+    """SweepShard: one shard's findings, written whole under shards/. A repeated delivery
+    sweeps again and writes the same findings."""
+    started = time.perf_counter()
+    run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
+    policy = _policy(policies_dir, run["policy"])
+    shard = event.shard
+    whole = open_snapshot(shard.path, run["columns"])
+    file = replace(
+        whole.files[0], subset=(shard.first_row_group, shard.last_row_group), rows=shard.rows
+    )
+    result = sweep(
+        replace(whole, files=(file,)),
+        policy,
+        datetime.fromisoformat(run["as_of"]),
+        matcher=_matcher(policy.path, policy.sha256, policy.exemptions_sha256),
+        threads=1,
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(result.findings, sink, compression="zstd")
+    base = f"{event.sweep_uri}/shards/{shard.index:05d}"
+    write_bytes(f"{base}.parquet", sink.getvalue().to_pybytes())
+    swept = ShardSwept(
+        run_id=event.run_id,
+        index=shard.index,
+        rows=result.rows_scanned,
+        candidates=result.candidates,
+        findings=result.findings.num_rows,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    _write_json(f"{base}.json", swept.model_dump())  # last: the shard is done once it exists
+    return swept
+
+
+def _merged_findings(sweep_uri: str, run: dict) -> tuple[pa.Table, list[ShardSwept]]:
+    done = []
+    for index in range(run["shards"]):
+        uri = f"{sweep_uri}/shards/{index:05d}.json"
+        if not exists(uri):
+            raise PurgeError(
+                f"shard {index} of run {run['run_id']} has not been swept "
+                f"({run['shards']} shards): the sweep is incomplete, nothing was planned"
+            )
+        done.append(ShardSwept.model_validate(_read_json(uri)))
+    if not done:
+        return FINDINGS_SCHEMA.empty_table(), done
+    fs, base = locate(sweep_uri)
+    parts = [f"{base}/shards/{s.index:05d}.parquet" for s in done]
+    findings = ds.dataset(parts, schema=FINDINGS_SCHEMA, format="parquet", filesystem=fs)
+    return findings.to_table().sort_by("listing_id"), done
+
+
+def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
+    """CloseSweep: the shards' findings become the sweep; the plan is recorded (unless the
+    policy's safety limits hold it back) and cut into batches for Map(delist)."""
+    run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
+    policy = _policy(policies_dir, run["policy"])
+    if exists(f"{event.sweep_uri}/{SWEEP_FILE}"):
+        findings = findings_dataset(event.sweep_uri).to_table()
+        rows = read_sweep_record(event.sweep_uri)["summary"]["rows_scanned"]
+    else:
+        findings, shards = _merged_findings(event.sweep_uri, run)
+        rows = sum(s.rows for s in shards)
+        publish_sweep(
+            SweepResult(
+                findings=findings,
+                policy_id=policy.id,
+                policy_version=policy.version,
+                policy_sha256=policy.sha256,
+                exemptions_sha256=policy.exemptions_sha256,
+                as_of=datetime.fromisoformat(run["as_of"]),
+                acting=run["acting"],
+                snapshot=run["snapshot"],
+                rows_scanned=rows,
+                candidates=sum(s.candidates for s in shards),
+                seconds=sum(s.seconds for s in shards),
+            ),
+            event.sweep_uri,
+        )
+    plan = plan_delistings(findings, event.run_id, policy.id, policy.sha256)
+    bucket, key = _split(f"{event.sweep_uri}/{BATCHES_FILE}")
+    if event.approve is not None and event.approve != plan.sha256:
+        raise PlanMismatch(
+            f"plan {plan.sha256} is not the approved plan {event.approve}; nothing was delisted"
+        )
+    closed = {
+        "run_id": event.run_id,
+        "findings": findings.num_rows,
+        "planned": len(plan.intents),
+        "plan_sha256": plan.sha256,
+    }
+    limits = policy.document.safety_limits
+    breaches = [] if event.approve or event.dry_run else limit_breaches(plan, limits, rows)
+    if breaches:
+        reason = (
+            "nothing was delisted: the plan breaks the policy's safety limits ("
+            + "; ".join(breaches)
+            + f"). Review it, then start the run again with approve={plan.sha256}"
+        )
+        return SweepClosed(
+            **closed, held=True, reason=reason, batches=Items(bucket=bucket, key=key, count=0)
+        )
+    store = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA)
+    (store.dry() if event.dry_run else store).record_plan(
+        plan.sha256, plan.table(), dry_run=event.dry_run
+    )
+    count = math.ceil(len(plan.intents) / event.batch_size)
+    _write_json(f"{event.sweep_uri}/{BATCHES_FILE}", [{"batch_index": i} for i in range(count)])
+    return SweepClosed(**closed, held=False, batches=Items(bucket=bucket, key=key, count=count))
+
+
+def finalize(
+    event: FinalizeRun, manifests_root: str, signer: Signer, policies_dir: Path
+) -> RunFinalized:
+    """FinalizeRun: the manifest. Delivered again after it was written, it answers with the
+    manifest already there (the same plan), never a second one."""
+    try:
+        manifest = finalize_run(
+            event.sweep_uri,
+            runs_uri=event.runs_uri,
+            run_id=event.run_id,
+            manifests_root=manifests_root,
+            signer=signer,
+            policies_dir=policies_dir,
+            kind=event.kind,
+        )
+    except ManifestExists:
+        record = read_sweep_record(event.sweep_uri)
+        folder = f"{manifests_root.rstrip('/')}/{run_folder(record['policy']['id'], event.run_id)}"
+        manifest = _read_json(f"{folder}/manifest.json")
+        plan = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA).read_plan()
+        if manifest["plan_sha256"] != plan["sha256"] or not exists(f"{folder}/digest.json"):
+            raise
+    record = read_sweep_record(event.sweep_uri)
+    folder = f"{manifests_root.rstrip('/')}/{run_folder(record['policy']['id'], event.run_id)}"
+    return RunFinalized(
+        run_id=event.run_id,
+        manifest=folder,
+        counts=manifest["counts"],
+        parts=len(manifest["parts"]),
+    )

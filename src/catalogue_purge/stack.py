@@ -1,0 +1,254 @@
+"""template.yaml as the one source of truth for the stack's resources, read by the local run.
+
+The local runner creates, on moto's server, the keys, buckets and tables the template
+declares, with the template's names and settings, and gives each function the environment
+the template gives it. What it leaves out, and why:
+- bucket policies: they deny requests without TLS, and moto's server speaks plain HTTP;
+- access logging, alarms, schedules, queues and roles: nothing in a local run reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from catalogue_purge.errors import PurgeError
+
+ACCOUNT = "123456789012"  # moto's account
+_SUB = re.compile(r"\$\{([^}!]+)\}")
+
+
+def _source_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def deployment_file(name: str) -> Path:
+    """template.yaml, statemachine/ or functions/: inside the installed package (as _name) or
+    at the top of the source tree."""
+    packaged = Path(__file__).resolve().parent / f"_{name}"
+    return packaged if packaged.exists() else _source_root() / name
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags, read into their long forms."""
+
+
+def _tag(name: str) -> Any:
+    def construct(loader: _Loader, node: yaml.Node) -> dict:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "Fn::GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    return construct
+
+
+for _short in (
+    "Base64",
+    "Cidr",
+    "Equals",
+    "FindInMap",
+    "GetAtt",
+    "GetAZs",
+    "If",
+    "ImportValue",
+    "Join",
+    "Not",
+    "Or",
+    "And",
+    "Select",
+    "Split",
+    "Sub",
+    "Condition",
+):
+    _Loader.add_constructor(
+        f"!{_short}", _tag("Condition" if _short == "Condition" else f"Fn::{_short}")
+    )
+_Loader.add_constructor("!Ref", _tag("Ref"))
+
+
+def load_template(path: Path | None = None) -> dict:
+    path = path or deployment_file("template.yaml")
+    with path.open(encoding="utf-8") as handle:
+        return dict(yaml.load(handle, Loader=_Loader))  # noqa: S506 (a SafeLoader subclass)
+
+
+@dataclass
+class Stack:
+    """The stack's names and identifiers, resolved the way CloudFormation would."""
+
+    name: str
+    template: dict
+    region: str = "us-east-1"
+    parameters: dict[str, str] = field(default_factory=dict)
+    physical: dict[str, str] = field(default_factory=dict)  # logical id -> Ref value
+    arns: dict[str, str] = field(default_factory=dict)  # logical id -> Arn attribute
+
+    def __post_init__(self) -> None:
+        declared = self.template.get("Parameters", {})
+        unknown = sorted(set(self.parameters) - set(declared))
+        if unknown:
+            raise PurgeError(f"template.yaml declares no parameter {', '.join(unknown)}")
+        self.parameters = {
+            k: str(v.get("Default", "")) for k, v in declared.items()
+        } | self.parameters
+
+    @property
+    def resources(self) -> dict[str, dict]:
+        return dict(self.template["Resources"])
+
+    def of_type(self, kind: str) -> list[str]:
+        return [k for k, v in self.resources.items() if v["Type"] == kind]
+
+    def properties(self, logical_id: str) -> dict:
+        return dict(self.resources[logical_id].get("Properties", {}))
+
+    def _pseudo(self, name: str) -> str:
+        pseudo = {
+            "AWS::StackName": self.name,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Region": self.region,
+            "AWS::Partition": "aws",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.physical:
+            return self.physical[name]
+        if name.endswith(".Arn") and name.removesuffix(".Arn") in self.arns:
+            return self.arns[name.removesuffix(".Arn")]
+        raise PurgeError(f"template.yaml: {name} cannot be resolved locally")
+
+    def resolve(self, value: Any) -> Any:
+        """Ref, Fn::GetAtt (Arn) and Fn::Sub, over what has been created so far."""
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Ref"}:
+            return self._pseudo(value["Ref"])
+        if set(value) == {"Fn::GetAtt"}:
+            return self._pseudo(".".join(value["Fn::GetAtt"]))
+        if set(value) == {"Fn::Sub"}:
+            return _SUB.sub(lambda m: self._pseudo(m.group(1)), value["Fn::Sub"])
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def environment(self) -> dict[str, str]:
+        """Every function's environment variables (Globals and its own), resolved."""
+        variables = dict(
+            self.template.get("Globals", {})
+            .get("Function", {})
+            .get("Environment", {})
+            .get("Variables", {})
+        )
+        for logical_id in self.of_type("AWS::Serverless::Function"):
+            variables |= self.properties(logical_id).get("Environment", {}).get("Variables", {})
+        return {k: str(self.resolve(v)) for k, v in variables.items()}
+
+    def handler(self, logical_id: str) -> str:
+        """functions.x.handler of a function (the image's command)."""
+        return str(self.properties(logical_id)["ImageConfig"]["Command"][0])
+
+    def definition(self, logical_id: str = "PurgeRunStateMachine") -> dict:
+        """The state machine's definition with its substitutions made. A function's ARN is
+        replaced by its logical id, which the local runner maps to its handler."""
+        props = self.properties(logical_id)
+        text = (deployment_file("template.yaml").parent / props["DefinitionUri"]).read_text()
+        for key, value in props.get("DefinitionSubstitutions", {}).items():
+            if isinstance(value, dict) and "Fn::GetAtt" in value:
+                replacement = value["Fn::GetAtt"][0]
+            else:
+                replacement = str(self.resolve(value))
+            text = text.replace("${" + key + "}", replacement)
+        left = sorted(set(re.findall(r"\$\{(\w+)\}", text)))
+        if left:
+            raise PurgeError(f"state machine definition: no substitution for {', '.join(left)}")
+        return dict(json.loads(text))
+
+
+def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
+    """Create the stack's keys, buckets and tables (see the module's docstring)."""
+    kms, s3, dynamodb = clients["kms"], clients["s3"], clients["dynamodb"]
+    for key in stack.of_type("AWS::KMS::Key"):
+        props = stack.properties(key)
+        options = {k: props[k] for k in ("KeySpec", "KeyUsage", "Description") if k in props}
+        meta = kms.create_key(**options)["KeyMetadata"]
+        stack.physical[key], stack.arns[key] = meta["KeyId"], meta["Arn"]
+    for bucket in stack.of_type("AWS::S3::Bucket"):
+        create_bucket(s3, stack, bucket)
+    for table in stack.of_type("AWS::DynamoDB::Table"):
+        create_table(dynamodb, stack, table)
+
+
+def create_bucket(s3: Any, stack: Stack, logical_id: str) -> str:
+    props = stack.resolve(stack.properties(logical_id))
+    name = props["BucketName"]
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=bool(props.get("ObjectLockEnabled")))
+    stack.physical[logical_id], stack.arns[logical_id] = name, f"arn:aws:s3:::{name}"
+    if "VersioningConfiguration" in props:
+        s3.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
+        )
+    if "ObjectLockConfiguration" in props:
+        lock = props["ObjectLockConfiguration"]
+        retention = dict(lock["Rule"]["DefaultRetention"])
+        retention["Days"] = int(retention["Days"])
+        s3.put_object_lock_configuration(
+            Bucket=name,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": lock["ObjectLockEnabled"],
+                "Rule": {"DefaultRetention": retention},
+            },
+        )
+    if "BucketEncryption" in props:
+        rules = []
+        for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]:
+            default = rule["ServerSideEncryptionByDefault"]
+            by_default = {"SSEAlgorithm": default["SSEAlgorithm"]}
+            if "KMSMasterKeyID" in default:
+                by_default["KMSMasterKeyID"] = default["KMSMasterKeyID"]
+            rules.append(
+                {
+                    "ApplyServerSideEncryptionByDefault": by_default,
+                    "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled", False)),
+                }
+            )
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
+    return str(name)
+
+
+def create_table(dynamodb: Any, stack: Stack, logical_id: str) -> str:
+    props = stack.resolve(stack.properties(logical_id))
+    name = props["TableName"]
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=props["KeySchema"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        BillingMode=props["BillingMode"],
+    )
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+    described = dynamodb.describe_table(TableName=name)["Table"]
+    stack.physical[logical_id], stack.arns[logical_id] = name, described["TableArn"]
+    return str(name)
