@@ -180,3 +180,17 @@ class ManifestAccessRequest(BaseModel):
 
     policy_id: str | None = None
     run_id: str | None = None
+
+
+# Every function of template.yaml: the model of its event and of its result. The state
+# machine's payloads are checked against these (tests/test_template.py), and the sample of each
+# is events/<name>.json.
+FUNCTIONS: dict[str, tuple[type[BaseModel], type[BaseModel] | None, str]] = {
+    "PlanRunFunction": (StartRun, RunPlan, "plan-run"),
+    "SweepShardFunction": (SweepShard, ShardSwept, "sweep-shard"),
+    "CloseSweepFunction": (CloseSweep, SweepClosed, "close-sweep"),
+    "DelistFunction": (DelistBatch, DelistBatchResult, "delist-batch"),
+    "FinalizeRunFunction": (FinalizeRun, RunFinalized, "finalize-run"),
+    # An HTTP request of the Function URL; the model parses its query string.
+    "ManifestAccessFunction": (ManifestAccessRequest, None, "manifest-access"),
+}

@@ -127,9 +127,20 @@ class Stack:
             return self.parameters[name]
         if name in self.physical:
             return self.physical[name]
+        named = self._declared_name(name)
+        if named is not None:
+            return named
         if name.endswith(".Arn") and name.removesuffix(".Arn") in self.arns:
             return self.arns[name.removesuffix(".Arn")]
         raise PurgeError(f"template.yaml: {name} cannot be resolved locally")
+
+    def _declared_name(self, logical_id: str) -> str | None:
+        """A resource's name as the template sets it (before it exists)."""
+        props = self.resources.get(logical_id, {}).get("Properties", {})
+        for key in ("BucketName", "TableName", "RoleName", "Name"):
+            if key in props:
+                return str(self.resolve(props[key]))
+        return None
 
     def resolve(self, value: Any) -> Any:
         """Ref, Fn::GetAtt (Arn) and Fn::Sub, over what has been created so far."""
