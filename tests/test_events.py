@@ -1,0 +1,110 @@
+"""The sample events of events/, replayed against moto's server: a stack named
+catalogue-purge created from template.yaml, a small snapshot where the schedules look for it,
+then each function's handler with its sample event, in the order of the state machine, each
+delivered twice."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+
+from catalogue_purge.catalogue import put_listings
+from catalogue_purge.errors import PlanMismatch
+from catalogue_purge.events import FUNCTIONS
+from catalogue_purge.local import QUIET, _live_listings, invoke_handler
+from catalogue_purge.stack import Stack, create_local, load_template
+from catalogue_purge.sweep import read_sweep
+from catalogue_purge.synthetic import generate_snapshot
+
+from .conftest import ROOT
+
+
+def sample(name: str) -> dict:
+    return json.loads((ROOT / "events" / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def stack(aws):
+    stack = Stack("catalogue-purge", load_template())
+    s3 = boto3.client("s3")
+    if "catalogue-purge-data-123456789012" in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        pytest.skip("the sample stack already exists on this moto server")
+    create_local(
+        stack, {"kms": boto3.client("kms"), "s3": s3, "dynamodb": boto3.client("dynamodb")}
+    )
+    return stack
+
+
+def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
+    environment = stack.environment() | QUIET
+
+    def call(function: str, event: dict) -> dict:
+        handler = stack.handler(function)
+        first = invoke_handler(handler, environment, event)
+        again = invoke_handler(handler, environment, event)
+        # A repeated delivery answers as the first (but for the time it took).
+        assert again | {"seconds": 0} == first | {"seconds": 0}, function
+        result_model = FUNCTIONS[function][1]
+        assert result_model is not None
+        result_model.model_validate(first)
+        return first
+
+    # The snapshot where the schedules look: one file of two row groups, as in sweep-shard.json.
+    generate_snapshot(tmp_path / "snapshot", rows=2_000, files=1, row_group_size=1_000, seed=5)
+    data_bucket = stack.physical["DataBucket"]
+    path = tmp_path / "snapshot" / "part-00000.parquet"
+    boto3.client("s3").upload_file(str(path), data_bucket, "snapshots/latest/part-00000.parquet")
+    assert pq.ParquetFile(path).metadata.num_row_groups == 2
+
+    schedule = sample("schedule-delisting-cutoff")
+    assert sample("plan-run") == schedule
+    plan = call("PlanRunFunction", schedule)
+    shard = sample("sweep-shard")
+    assert (plan["run_id"], plan["sweep_uri"]) == (shard["run_id"], shard["sweep_uri"])
+    assert plan["shards"]["count"] == 1
+    items = (
+        boto3.client("s3")
+        .get_object(Bucket=plan["shards"]["bucket"], Key=plan["shards"]["key"])["Body"]
+        .read()
+    )
+    assert json.loads(items) == [shard["shard"]]
+
+    swept = call("SweepShardFunction", shard)
+    assert swept["rows"] == 2_000
+
+    close = sample("close-sweep")
+    closed = call("CloseSweepFunction", close)
+    assert closed["findings"] == swept["findings"] > 0
+    assert not closed["held"]
+    assert closed["batches"]["count"] == 1
+
+    findings = read_sweep(plan["sweep_uri"])[0]
+    put_listings(
+        boto3.client("dynamodb"),
+        stack.physical["ListingsTable"],
+        _live_listings(str(path), findings.column("listing_id").to_pylist()),
+    )
+    delisted = call("DelistFunction", sample("delist-batch"))
+    assert delisted["outcomes"] == {"DELISTED": closed["planned"]}
+
+    finalized = call("FinalizeRunFunction", sample("finalize-run"))
+    assert finalized["counts"]["by_outcome"] == {"DELISTED": closed["planned"]}
+
+    access = invoke_handler(
+        stack.handler("ManifestAccessFunction"), environment, sample("manifest-access")
+    )
+    assert access["statusCode"] == 200
+    body = json.loads(access["body"])
+    assert body["run"]["run_id"] == plan["run_id"]
+    assert {link["name"] for link in body["links"]} >= {"manifest.json", "digest.json"}
+
+    # The same run id asked for another snapshot is refused, not mixed into this run.
+    with pytest.raises(PlanMismatch):
+        invoke_handler(
+            stack.handler("PlanRunFunction"),
+            environment,
+            schedule | {"snapshot_uri": f"s3://{data_bucket}/snapshots/"},
+        )
