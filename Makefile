@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV ?= $(PYTHON) -m uv
 RUN = $(UV) run --frozen
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench requirements package-check clean
 
 .venv/.synced: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -31,6 +31,15 @@ typecheck: setup
 
 bench: setup
 	$(RUN) python bench/sweep.py
+
+# The image's requirements, from uv.lock (a test checks they agree).
+requirements: setup
+	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
+		-o deploy/requirements.txt --quiet
+
+# What the image installs, measured against Lambda's limits.
+package-check: setup
+	$(RUN) python deploy/check_package.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .mypy_cache

@@ -176,7 +176,8 @@ class Stack:
         """The state machine's definition with its substitutions made. A function's ARN is
         replaced by its logical id, which the local runner maps to its handler."""
         props = self.properties(logical_id)
-        text = (deployment_file("template.yaml").parent / props["DefinitionUri"]).read_text()
+        folder, _, name = str(props["DefinitionUri"]).partition("/")
+        text = (deployment_file(folder) / name).read_text(encoding="utf-8")
         for key, value in props.get("DefinitionSubstitutions", {}).items():
             if isinstance(value, dict) and "Fn::GetAtt" in value:
                 replacement = value["Fn::GetAtt"][0]
