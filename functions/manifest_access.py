@@ -11,7 +11,8 @@ import json
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalogue_purge import aws
@@ -20,6 +21,7 @@ from catalogue_purge.events import ManifestAccessRequest
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics(namespace="CataloguePurge")
 
 
 def _response(status: int, body: Any) -> dict:
@@ -39,8 +41,11 @@ def _caller_is_auditor(event: dict) -> bool:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict:
     if not _caller_is_auditor(event):
+        metrics.add_metric(name="AccessRefused", unit=MetricUnit.Count, value=1)
+        logger.warning("refused a caller that is not the auditor role")
         return _response(403, {"error": "only the auditor role may read manifests"})
     request = ManifestAccessRequest.model_validate(event.get("queryStringParameters") or {})
     bucket = os.environ["MANIFESTS_BUCKET"]
@@ -50,4 +55,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict:
     run = next((r for r in runs if r["run_id"] == request.run_id), None)
     if run is None:
         return _response(404, {"error": f"no complete run {request.run_id}"})
-    return _response(200, {"run": run, "links": presigned_links(aws.client("s3"), bucket, run)})
+    links = presigned_links(aws.client("s3"), bucket, run)
+    metrics.add_metric(name="LinksIssued", unit=MetricUnit.Count, value=len(links))
+    logger.info("download links issued", extra={"run_id": request.run_id, "links": len(links)})
+    return _response(200, {"run": run, "links": links})

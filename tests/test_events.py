@@ -14,7 +14,7 @@ import pytest
 from catalogue_purge.catalogue import put_listings
 from catalogue_purge.errors import PlanMismatch
 from catalogue_purge.events import FUNCTIONS
-from catalogue_purge.local import QUIET, _live_listings, invoke_handler
+from catalogue_purge.local import QUIET, _live_listings, function_environment, invoke_handler
 from catalogue_purge.stack import Stack, create_local, load_template
 from catalogue_purge.sweep import read_sweep
 from catalogue_purge.synthetic import generate_snapshot
@@ -43,8 +43,9 @@ def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
 
     def call(function: str, event: dict) -> dict:
         handler = stack.handler(function)
-        first = invoke_handler(handler, environment, event)
-        again = invoke_handler(handler, environment, event)
+        with function_environment(environment):
+            first = invoke_handler(handler, event)
+            again = invoke_handler(handler, event)
         # A repeated delivery answers as the first (but for the time it took).
         assert again | {"seconds": 0} == first | {"seconds": 0}, function
         result_model = FUNCTIONS[function][1]
@@ -93,18 +94,16 @@ def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
     finalized = call("FinalizeRunFunction", sample("finalize-run"))
     assert finalized["counts"]["by_outcome"] == {"DELISTED": closed["planned"]}
 
-    access = invoke_handler(
-        stack.handler("ManifestAccessFunction"), environment, sample("manifest-access")
-    )
+    with function_environment(environment):
+        access = invoke_handler(stack.handler("ManifestAccessFunction"), sample("manifest-access"))
     assert access["statusCode"] == 200
     body = json.loads(access["body"])
     assert body["run"]["run_id"] == plan["run_id"]
     assert {link["name"] for link in body["links"]} >= {"manifest.json", "digest.json"}
 
     # The same run id asked for another snapshot is refused, not mixed into this run.
-    with pytest.raises(PlanMismatch):
+    with pytest.raises(PlanMismatch), function_environment(environment):
         invoke_handler(
             stack.handler("PlanRunFunction"),
-            environment,
             schedule | {"snapshot_uri": f"s3://{data_bucket}/snapshots/"},
         )

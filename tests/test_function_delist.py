@@ -45,7 +45,7 @@ def status(client, table: str, listing_id: str) -> str:
 
 def test_sample_event_parses():
     event = json.loads((ROOT / "events" / "delist-batch.json").read_text())
-    assert DelistBatch.model_validate(event).batch_size == 1000
+    assert DelistBatch.model_validate(event).batch_size == 10_000
 
 
 def test_a_batch_delivered_twice_acts_once(live_table, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from catalogue_purge.events import FUNCTIONS, StartRun
 from catalogue_purge.local import _function_module
 from catalogue_purge.policy import load_policy
-from catalogue_purge.stack import Stack, load_template
+from catalogue_purge.stack import Stack, load_template, schedule_parameters
 
 from .conftest import ROOT, SHIPPED_POLICY
 
@@ -189,13 +189,11 @@ def test_schedules_start_runs_at_the_policys_milestones(stack):
     policy = load_policy(SHIPPED_POLICY)
     milestones = policy.document.milestones
     params = stack.parameters
-    assert params["PolicyId"] == policy.id
-    assert params["PolicyTimeZone"] == milestones.time_zone
-    assert params["DelistingFrom"] == f"{milestones.delisting_from}T00:00:00"
-    assert params["PenaltiesFrom"] == f"{milestones.penalties_from}T00:00:00"
+    # The template's defaults are the shipped policy's, as `policy parameters` prints them.
+    derived = schedule_parameters(policy)
+    assert {k: params[k] for k in derived} == derived
+    assert derived["ResweepStart"] == "2021-10-14T16:00:00Z"  # midnight in Shanghai
     zone = ZoneInfo(milestones.time_zone)
-    penalties = datetime.fromisoformat(params["PenaltiesFrom"]).replace(tzinfo=zone)
-    assert datetime.fromisoformat(params["ResweepStart"]) == penalties
 
     stack.physical["DataBucket"] = "catalogue-purge-data-123456789012"
     at = {

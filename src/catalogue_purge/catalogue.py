@@ -245,14 +245,10 @@ class InMemoryCatalogue:
 
 
 def create_listings_table(client: Any, table: str) -> None:
-    """The listings table as the template declares it: on-demand, keyed by listing_id."""
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "listing_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "listing_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=table)
+    """The listings table as template.yaml declares it, under another name (tests, tools)."""
+    from catalogue_purge.stack import Stack, create_table, load_template  # noqa: PLC0415
+
+    create_table(client, Stack("local", load_template()), "ListingsTable", name=table)
 
 
 def put_listings(client: Any, table: str, listings: list[LiveListing]) -> None:

@@ -370,6 +370,14 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_parameters(args: argparse.Namespace) -> int:
+    from catalogue_purge.stack import schedule_parameters
+
+    parameters = schedule_parameters(load_policy(args.policy))
+    print(" ".join(f"{k}={v}" for k, v in parameters.items()))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from catalogue_purge.synthetic import generate_snapshot
 
@@ -475,6 +483,12 @@ def _add_tools(sub: Any) -> None:
     c = psub.add_parser("check", help="validate a policy and its exemptions, print its hash")
     c.add_argument("policy", type=Path)
     c.set_defaults(func=cmd_policy_check)
+    c = psub.add_parser(
+        "parameters",
+        help="the stack parameters of a policy's schedules, for sam deploy --parameter-overrides",
+    )
+    c.add_argument("policy", type=Path)
+    c.set_defaults(func=cmd_policy_parameters)
 
     p = sub.add_parser("generate", help="write a seeded synthetic catalogue snapshot")
     p.add_argument("--out", required=True, type=Path)

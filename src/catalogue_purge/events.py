@@ -30,8 +30,8 @@ class StartRun(BaseModel):
     columns: dict[str, str] = Field(default_factory=dict, description="contract -> source")
     dry_run: bool = False
     approve: str | None = Field(default=None, pattern=SHA256)
-    rows_per_shard: int = Field(default=5_000_000, gt=0)
-    batch_size: int = Field(default=1_000, gt=0, le=10_000)
+    rows_per_shard: int = Field(default=10_000_000, gt=0)
+    batch_size: int = Field(default=10_000, gt=0, le=10_000)
 
     def resolved_run_id(self) -> str:
         return self.run_id or f"{self.kind}-{self.as_of.astimezone(UTC):%Y%m%dT%H%M%SZ}"
@@ -110,7 +110,7 @@ class CloseSweep(BaseModel):
     runs_uri: str = Field(min_length=1)
     dry_run: bool = False
     approve: str | None = Field(default=None, pattern=SHA256)
-    batch_size: int = Field(default=1_000, gt=0, le=10_000)
+    batch_size: int = Field(default=10_000, gt=0, le=10_000)
 
 
 class SweepClosed(BaseModel):

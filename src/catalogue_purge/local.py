@@ -19,8 +19,9 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -124,9 +125,26 @@ def _function_module(module: str) -> ModuleType:
     return loaded
 
 
-def invoke_handler(handler: str, environment: dict[str, str], event: dict) -> dict:
-    """Call a function's handler as Lambda would; also the entry point of pool processes."""
+@contextmanager
+def function_environment(environment: dict[str, str]) -> Iterator[None]:
+    """The functions' environment variables, for as long as the block runs."""
+    saved = {k: os.environ.get(k) for k in environment}
     os.environ.update(environment)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def invoke_handler(handler: str, event: dict, environment: dict[str, str] | None = None) -> dict:
+    """Call a function's handler as Lambda would. `environment` is for pool processes, which
+    belong to one run; in this process, use function_environment around the calls."""
+    if environment:
+        os.environ.update(environment)
     module, _, attribute = handler.rpartition(".")
     function = getattr(_function_module(module), attribute)
     context = FakeContext(function_name=module.rsplit(".", 1)[-1], aws_request_id=str(uuid.uuid4()))
@@ -148,16 +166,20 @@ class Functions:
         self.progress = progress
         self.workers = workers or os.cpu_count() or 1
         self._processes: ProcessPoolExecutor | None = None
+        self._environment: AbstractContextManager[None] = function_environment({})
 
     def __enter__(self) -> Functions:
+        self._environment = function_environment(self.environment)
+        self._environment.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._processes is not None:
             self._processes.shutdown(cancel_futures=True)
+        self._environment.__exit__(None, None, None)
 
     def invoke(self, function: str, payload: dict) -> dict:
-        return invoke_handler(self.stack.handler(function), self.environment, payload)
+        return invoke_handler(self.stack.handler(function), payload)
 
     def _pool(self, function: str, width: int) -> Any:
         if function in IN_PROCESSES:
@@ -174,8 +196,10 @@ class Functions:
         task = self.progress.add_task(label, total=len(payloads)) if self.progress else None
         pool = self._pool(function, concurrency)
         handler = self.stack.handler(function)
+        processes = isinstance(pool, ProcessPoolExecutor)
         futures: list[Future] = [
-            pool.submit(invoke_handler, handler, self.environment, p) for p in payloads
+            pool.submit(invoke_handler, handler, p, self.environment if processes else None)
+            for p in payloads
         ]
         results: list[dict | BaseException] = []
         for future in futures:

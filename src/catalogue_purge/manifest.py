@@ -393,42 +393,17 @@ def finalize_run(
 def create_manifests_bucket(
     s3: Any, bucket: str, kms_key_id: str, retention_days: int, tls_only: bool = True
 ) -> None:
-    """The manifests bucket as the template declares it: versioned, Object Lock in compliance
-    mode for `retention_days`, encrypted with KMS, public access blocked, TLS only. For the
-    local run and the tests (moto's server speaks plain HTTP and enforces bucket policies, so
-    they pass tls_only=False); deployments get the bucket from template.yaml."""
-    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object_lock_configuration(
-        Bucket=bucket,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": retention_days}},
-        },
+    """The manifests bucket as template.yaml declares it (versioned, Object Lock in compliance
+    mode, encrypted with KMS, public access blocked), under another name: for the tests and
+    tools. moto's server speaks plain HTTP and enforces bucket policies, so they pass
+    tls_only=False; deployments get the bucket and its TLS-only policy from the template."""
+    from catalogue_purge.stack import Stack, create_bucket, load_template  # noqa: PLC0415
+
+    stack = Stack(
+        "local", load_template(), parameters={"ManifestRetentionDays": str(retention_days)}
     )
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": kms_key_id,
-                    },
-                    "BucketKeyEnabled": True,
-                }
-            ]
-        },
-    )
-    s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
+    stack.physical["DataKey"] = stack.arns["DataKey"] = kms_key_id
+    create_bucket(s3, stack, "ManifestsBucket", name=bucket)
     if tls_only:
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
 

@@ -13,12 +13,15 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from catalogue_purge.errors import PurgeError
+from catalogue_purge.policy import Policy
 
 ACCOUNT = "123456789012"  # moto's account
 _SUB = re.compile(r"\$\{([^}!]+)\}")
@@ -190,6 +193,21 @@ class Stack:
         return dict(json.loads(text))
 
 
+def schedule_parameters(policy: Policy) -> dict[str, str]:
+    """The template's parameters that come from a policy: its id and its milestones, as the
+    schedules need them (sam deploy --parameter-overrides)."""
+    milestones = policy.document.milestones
+    zone = ZoneInfo(milestones.time_zone)
+    penalties = datetime.combine(milestones.penalties_from, time(0), tzinfo=zone)
+    return {
+        "PolicyId": policy.id,
+        "PolicyTimeZone": milestones.time_zone,
+        "DelistingFrom": f"{milestones.delisting_from.isoformat()}T00:00:00",
+        "PenaltiesFrom": f"{milestones.penalties_from.isoformat()}T00:00:00",
+        "ResweepStart": penalties.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
     """Create the stack's keys, buckets and tables (see the module's docstring)."""
     kms, s3, dynamodb = clients["kms"], clients["s3"], clients["dynamodb"]
@@ -204,9 +222,10 @@ def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
         create_table(dynamodb, stack, table)
 
 
-def create_bucket(s3: Any, stack: Stack, logical_id: str) -> str:
+def create_bucket(s3: Any, stack: Stack, logical_id: str, name: str | None = None) -> str:
+    """One bucket of the template, with its settings (under another name if given)."""
     props = stack.resolve(stack.properties(logical_id))
-    name = props["BucketName"]
+    name = name or props["BucketName"]
     s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=bool(props.get("ObjectLockEnabled")))
     stack.physical[logical_id], stack.arns[logical_id] = name, f"arn:aws:s3:::{name}"
     if "VersioningConfiguration" in props:
@@ -245,9 +264,13 @@ def create_bucket(s3: Any, stack: Stack, logical_id: str) -> str:
     return str(name)
 
 
-def create_table(dynamodb: Any, stack: Stack, logical_id: str) -> str:
-    props = stack.resolve(stack.properties(logical_id))
-    name = props["TableName"]
+def create_table(dynamodb: Any, stack: Stack, logical_id: str, name: str | None = None) -> str:
+    """One table of the template, with its keys and settings (under another name if given).
+    Its encryption is left to moto's default (its key may not exist locally)."""
+    declared = stack.properties(logical_id)
+    declared.pop("SSESpecification", None)
+    props = stack.resolve(declared)
+    name = name or props["TableName"]
     dynamodb.create_table(
         TableName=name,
         KeySchema=props["KeySchema"],
