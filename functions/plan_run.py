@@ -1,5 +1,6 @@
 """PlanRun Lambda: the state machine's first step. Opens the run, checks the snapshot and the
-policy, lists the shards for Map(sweep)."""
+policy, decides what to sweep (all, or what changed since the last complete run), lists the
+shards for Map(sweep)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,13 @@ metrics = Metrics(namespace="CataloguePurge")
 @metrics.log_metrics
 @event_parser(model=StartRun)
 def handler(event: StartRun, context: LambdaContext) -> dict:
-    plan = plan_run(event, shipped_policies(), os.environ["DATA_BUCKET"])
+    manifests = os.environ.get("MANIFESTS_BUCKET")
+    plan = plan_run(
+        event,
+        shipped_policies(),
+        os.environ["DATA_BUCKET"],
+        f"s3://{manifests}" if manifests else None,
+    )
     metrics.add_metric(name="SnapshotRows", unit=MetricUnit.Count, value=plan.rows)
     metrics.add_metric(name="Shards", unit=MetricUnit.Count, value=plan.shards.count)
     logger.info("run planned", extra=plan.model_dump(mode="json"))

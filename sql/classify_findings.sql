@@ -63,7 +63,10 @@ SELECT
     c.updated_at,
     c.prohibited_category,
     p.evidence,
-    coalesce(p.exemption_ids, []) AS exemption_ids
+    coalesce(p.exemption_ids, []) AS exemption_ids,
+    false AS relist,          -- set when the sweep is closed, against the policy's history
+    NULL::VARCHAR AS relist_of,
+    NULL::VARCHAR AS relist_reason
 FROM candidates c
 JOIN per_listing p USING (listing_id)
 ORDER BY c.listing_id

@@ -25,6 +25,9 @@ SELECT
     f.matched_terms,
     list_sort(list_distinct(list_transform(f.evidence, lambda e: e.field))) AS matched_fields,
     f.evasion,
+    coalesce(f.relist, false) AS relist,
+    f.relist_of,
+    f.relist_reason,
     true AS automated_detection,
     false AS automated_decision,
     $decided_at::TIMESTAMPTZ AS decided_at

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -33,7 +34,13 @@ def stack(aws):
     if "catalogue-purge-data-123456789012" in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         pytest.skip("the sample stack already exists on this moto server")
     create_local(
-        stack, {"kms": boto3.client("kms"), "s3": s3, "dynamodb": boto3.client("dynamodb")}
+        stack,
+        {
+            "kms": boto3.client("kms"),
+            "s3": s3,
+            "dynamodb": boto3.client("dynamodb"),
+            "events": boto3.client("events"),
+        },
     )
     return stack
 
@@ -46,8 +53,12 @@ def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
         with function_environment(environment):
             first = invoke_handler(handler, event)
             again = invoke_handler(handler, event)
-        # A repeated delivery answers as the first (but for the time it took).
-        assert again | {"seconds": 0} == first | {"seconds": 0}, function
+        # A repeated delivery answers as the first (but for the time it took, and the notices
+        # it sent: the first sends them, the second finds them sent).
+        if function == "NoticesFunction":
+            assert again["already_sent"] == first["sent"] and again["sent"] == 0
+        else:
+            assert again | {"seconds": 0} == first | {"seconds": 0}, function
         result_model = FUNCTIONS[function][1]
         assert result_model is not None
         result_model.model_validate(first)
@@ -91,8 +102,23 @@ def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
     delisted = call("DelistFunction", sample("delist-batch"))
     assert delisted["outcomes"] == {"DELISTED": closed["planned"]}
 
+    penalties = call("PenaltiesFunction", sample("apply-penalties"))
+    assert not penalties["applied"]  # the delisting date comes before the penalty date
+    assert "before the penalty date" in penalties["reason"]
+
     finalized = call("FinalizeRunFunction", sample("finalize-run"))
     assert finalized["counts"]["by_outcome"] == {"DELISTED": closed["planned"]}
+    assert finalized["manifest"] == sample("send-notices")["manifest"]
+
+    notices = call("NoticesFunction", sample("send-notices"))
+    sellers = len(
+        set(
+            findings.filter(pc.equal(findings.column("decision"), "delist"))
+            .column("seller_id")
+            .to_pylist()
+        )
+    )
+    assert notices["sellers"] == sellers
 
     with function_environment(environment):
         access = invoke_handler(stack.handler("ManifestAccessFunction"), sample("manifest-access"))

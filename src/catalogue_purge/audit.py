@@ -132,14 +132,15 @@ def _verify_part(folder: Path, part: dict) -> list[str]:
 
 def _verify_counts(folder: Path, manifest: dict) -> list[str]:
     """The manifest's counts against the Parquet parts themselves."""
-    rows: dict[str, list[dict]] = {"delisted": [], "review": []}
+    rows: dict[str, list[dict]] = {"delisted": [], "review": [], "penalties": [], "reinstated": []}
     for part in manifest.get("parts", []):
         path = folder / part["key"]
         if part["format"] == "parquet" and path.is_file() and part["table"] in rows:
             rows[part["table"]].extend(pq.read_table(path).to_pylist())
     counts = manifest.get("counts", {})
     problems = []
-    outcomes = dict(sorted(Counter(r["outcome"] for r in rows["delisted"]).items()))
+    acted = rows["delisted"] + rows["reinstated"]
+    outcomes = dict(sorted(Counter(r["outcome"] for r in acted).items()))
     if outcomes != counts.get("by_outcome"):
         problems.append(
             f"{folder.name}: counts by outcome {counts.get('by_outcome')} do not match "
@@ -151,6 +152,19 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
             f"{folder.name}: counts by decision {counts.get('by_decision')} do not match "
             f"the tables {decisions}"
         )
+    if "by_penalty" in counts:
+        penalties = dict(
+            sorted(
+                Counter(
+                    f"{r['status']}:{r['step_after'] or 'none'}" for r in rows["penalties"]
+                ).items()
+            )
+        )
+        if penalties != counts["by_penalty"]:
+            problems.append(
+                f"{folder.name}: counts by penalty {counts['by_penalty']} do not match "
+                f"the table {penalties}"
+            )
     return problems
 
 

@@ -28,6 +28,12 @@ class StartRun(BaseModel):
         "twice names the same run and acts once",
     )
     columns: dict[str, str] = Field(default_factory=dict, description="contract -> source")
+    scope: str = Field(
+        default="auto",
+        pattern=r"^(auto|full|changed)$",
+        description="changed: only listings updated since the policy's last complete run; "
+        "auto: changed for a re-sweep, full for a purge",
+    )
     dry_run: bool = False
     approve: str | None = Field(default=None, pattern=SHA256)
     rows_per_shard: int = Field(default=10_000_000, gt=0)
@@ -59,6 +65,7 @@ class RunPlan(BaseModel):
     as_of: datetime
     acting: bool
     rows: int
+    scope: dict
     sweep_uri: str
     runs_uri: str
     shards: Items
@@ -163,6 +170,46 @@ class FinalizeRun(BaseModel):
     kind: str = Field(default="purge", pattern=r"^(purge|re-sweep|reinstatement)$")
 
 
+class ApplyPenalties(BaseModel):
+    """After Map(delist): the run's offences into the seller ledger, up the penalty ladder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID)
+    sweep_uri: str = Field(min_length=1)
+    runs_uri: str = Field(min_length=1)
+
+
+class PenaltiesApplied(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    applied: bool
+    reason: str
+    sellers: int
+    by_status: dict[str, int]
+
+
+class SendNotices(BaseModel):
+    """Each seller's statement of reasons, one event per seller, to the notices bus."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID)
+    sweep_uri: str = Field(min_length=1)
+    runs_uri: str = Field(min_length=1)
+    manifest: str | None = Field(default=None, description="the run's manifest folder")
+
+
+class NoticesSent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    sellers: int
+    sent: int
+    already_sent: int
+
+
 class RunFinalized(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -190,6 +237,8 @@ FUNCTIONS: dict[str, tuple[type[BaseModel], type[BaseModel] | None, str]] = {
     "SweepShardFunction": (SweepShard, ShardSwept, "sweep-shard"),
     "CloseSweepFunction": (CloseSweep, SweepClosed, "close-sweep"),
     "DelistFunction": (DelistBatch, DelistBatchResult, "delist-batch"),
+    "PenaltiesFunction": (ApplyPenalties, PenaltiesApplied, "apply-penalties"),
+    "NoticesFunction": (SendNotices, NoticesSent, "send-notices"),
     "FinalizeRunFunction": (FinalizeRun, RunFinalized, "finalize-run"),
     # An HTTP request of the Function URL; the model parses its query string.
     "ManifestAccessFunction": (ManifestAccessRequest, None, "manifest-access"),

@@ -200,6 +200,28 @@ def latest_digest(
     return best
 
 
+def latest_manifest(root: str, policy_id: str, kinds: tuple[str, ...] = ()) -> dict | None:
+    """manifest.json of the policy's latest complete run (of one of `kinds`, if given)."""
+    fs, base = locate(root)
+    selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
+    best: tuple[int, dict] | None = None
+    for info in fs.get_file_info(selector):
+        digest_path = f"{info.path}/digest.json"
+        if info.type != pafs.FileType.Directory:
+            continue
+        if fs.get_file_info(digest_path).type != pafs.FileType.File:
+            continue
+        with fs.open_input_stream(digest_path) as handle:
+            sequence = int(json.loads(handle.read())["sequence"])
+        if best is not None and sequence <= best[0]:
+            continue
+        with fs.open_input_stream(f"{info.path}/manifest.json") as handle:
+            manifest = json.loads(handle.read())
+        if not kinds or manifest.get("kind") in kinds:
+            best = (sequence, manifest)
+    return best[1] if best else None
+
+
 def write_manifest(
     root: str,
     run: dict,
@@ -302,10 +324,19 @@ class RunSummary:
     countries: Counter[str] = field(default_factory=Counter)
     sellers: Counter[str] = field(default_factory=Counter)
     rows: Counter[str] = field(default_factory=Counter)
+    penalties: Counter[str] = field(default_factory=Counter)  # "<status>:<step after>"
     evasions: int = 0
 
     def add(self, table_name: str, part: pa.Table) -> None:
         self.rows[table_name] += part.num_rows
+        if table_name == "penalties":
+            for row in part.select(["status", "step_after"]).to_pylist():
+                self.penalties[f"{row['status']}:{row['step_after'] or 'none'}"] += 1
+            return
+        if table_name == "reinstated":
+            for row in part.select(["outcome"]).to_pylist():
+                self.outcomes[row["outcome"]] += 1
+            return
         for row in part.select(
             [
                 c
@@ -329,12 +360,17 @@ class RunSummary:
                 self.sellers[row["seller_id"]] += 1
 
     def counts(self) -> dict:
-        return {
+        counts: dict[str, Any] = {
             "by_outcome": dict(sorted(self.outcomes.items())),
             "by_decision": {"delist": self.rows["delisted"], "review": self.rows["review"]},
             "by_rule": dict(sorted(self.rules.items())),
             "by_country": dict(sorted(self.countries.items())),
         }
+        if "penalties" in self.rows:
+            counts["by_penalty"] = dict(sorted(self.penalties.items()))
+        if "reinstated" in self.rows:
+            counts["reinstated"] = self.rows["reinstated"]
+        return counts
 
 
 def finalize_run(
@@ -368,7 +404,13 @@ def finalize_run(
             "finish (resume) the delisting before finalizing"
         )
     decided_at = datetime.fromisoformat(record["as_of"])
-    tables = stream_tables(findings, outcomes, policy, decided_at)
+    tables: dict[str, Any] = dict(stream_tables(findings, outcomes, policy, decided_at))
+    from catalogue_purge.penalties import PENALTY_SCHEMA  # noqa: PLC0415
+
+    penalties = RunStore(f"{runs_uri.rstrip('/')}/{run_id}/penalties", PENALTY_SCHEMA)
+    penalties_record = penalties.read_marker()
+    if penalties_record is not None:
+        tables["penalties"] = penalties.read_outcomes().sort_by("seller_id")
     ended = outcomes.to_table(columns=["at"]).column("at")
     run = {
         "run_id": run_id,
@@ -381,6 +423,8 @@ def finalize_run(
             "exemptions_sha256": record["policy"].get("exemptions_sha256"),
         },
         "snapshot": record["snapshot"],
+        "sweep": record.get("scope", {"kind": "full"}),
+        "penalties": penalties_record or {"applied": False, "reason": "no penalty step ran"},
         "findings_sha256": record.get("findings_sha256"),
         "plan_sha256": plan["sha256"],
         "started_at": plan["recorded_at"],

@@ -24,10 +24,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -36,19 +39,40 @@ import pyarrow.parquet as pq
 from catalogue_purge.delist import OUTCOME_SCHEMA, limit_breaches, plan_delistings
 from catalogue_purge.errors import PlanMismatch, PurgeError
 from catalogue_purge.events import (
+    ApplyPenalties,
     CloseSweep,
     FinalizeRun,
     Items,
+    NoticesSent,
+    PenaltiesApplied,
     RunFinalized,
     RunPlan,
+    SendNotices,
     Shard,
     ShardSwept,
     StartRun,
     SweepClosed,
     SweepShard,
 )
-from catalogue_purge.manifest import ManifestExists, Signer, finalize_run, run_folder
+from catalogue_purge.history import mark_relists, past_delisted, record_delisted
+from catalogue_purge.manifest import (
+    ManifestExists,
+    Signer,
+    build_tables,
+    finalize_run,
+    latest_manifest,
+    run_folder,
+)
 from catalogue_purge.matcher import Matcher
+from catalogue_purge.notices import NOTICE_SCHEMA, build_notices, publish
+from catalogue_purge.penalties import (
+    PENALTY_SCHEMA,
+    AccountService,
+    Ledger,
+    offences_of,
+    penalise,
+    penalty_table,
+)
 from catalogue_purge.policy import Policy, load_policy
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.snapshot import Snapshot, open_snapshot
@@ -68,7 +92,7 @@ SHARDS_FILE = "shards.json"
 BATCHES_FILE = "batches.json"
 
 # What makes a run the run it is: a second PlanRun for the same run id must agree on these.
-_IDENTITY = ("kind", "as_of", "policy", "snapshot", "columns", "dry_run")
+_IDENTITY = ("kind", "as_of", "policy", "snapshot", "columns", "scope", "dry_run")
 
 
 def sweep_location(bucket: str, run_id: str) -> str:
@@ -109,39 +133,75 @@ def _matcher(path: str, sha256: str, exemptions_sha256: str | None) -> Matcher:
     return Matcher(load_policy(path))
 
 
-def plan_shards(snapshot: Snapshot, rows_per_shard: int) -> list[Shard]:
+def plan_shards(
+    snapshot: Snapshot, rows_per_shard: int, since: datetime | None = None
+) -> list[Shard]:
     """Consecutive row groups of each file, about rows_per_shard rows each (a row group is
-    never split; a shard never spans files)."""
+    never split; a shard never spans files). With `since`, the row groups whose statistics show
+    nothing updated after it are left out."""
     shards: list[Shard] = []
+
+    def close(path: str, first: int, last: int, rows: int) -> None:
+        if last > first:
+            shards.append(
+                Shard(
+                    index=len(shards),
+                    path=f"s3://{path}",
+                    first_row_group=first,
+                    last_row_group=last,
+                    rows=rows,
+                )
+            )
+
     for file in snapshot.files:
         groups = file.row_group_rows or (file.rows,)
+        updated = file.row_group_updated or (None,) * len(groups)
         first, rows = 0, 0
         for index, count in enumerate(groups):
-            if rows and rows + count > rows_per_shard:
-                shards.append(
-                    Shard(
-                        index=len(shards),
-                        path=f"s3://{file.path}",
-                        first_row_group=first,
-                        last_row_group=index,
-                        rows=rows,
-                    )
-                )
+            latest = updated[index]
+            unchanged = since is not None and latest is not None and latest <= since
+            if unchanged or (rows and rows + count > rows_per_shard):
+                close(file.path, first, index, rows)
                 first, rows = index, 0
+            if unchanged:
+                first = index + 1
+                continue
             rows += count
-        shards.append(
-            Shard(
-                index=len(shards),
-                path=f"s3://{file.path}",
-                first_row_group=first,
-                last_row_group=len(groups),
-                rows=rows,
-            )
-        )
+        close(file.path, first, len(groups), rows)
     return shards
 
 
-def plan_run(request: StartRun, policies_dir: Path, bucket: str) -> RunPlan:
+def watermark(snapshot: Snapshot) -> datetime | None:
+    """The snapshot's latest updated_at, from its statistics (None if any file lacks them)."""
+    latest = [f.updated_max for f in snapshot.files]
+    return None if any(u is None for u in latest) else max(u for u in latest if u is not None)
+
+
+def sweep_scope(
+    request: StartRun, policy_id: str, snapshot: Snapshot, manifests_root: str | None
+) -> dict:
+    """What the run sweeps: everything, or (a re-sweep) what changed since the watermark of
+    the policy's last complete run."""
+    mark = watermark(snapshot)
+    scope: dict = {"kind": "full", "watermark": mark.isoformat() if mark else None}
+    wanted = (
+        request.scope
+        if request.scope != "auto"
+        else ("changed" if request.kind == "re-sweep" else "full")
+    )
+    if wanted == "full":
+        return scope
+    previous = latest_manifest(manifests_root, policy_id) if manifests_root else None
+    since = (previous or {}).get("sweep", {}).get("watermark")
+    if previous is None or since is None:
+        why = "no earlier complete run" if previous is None else "no watermark in the last run"
+        return scope | {"reason": f"changed asked, full swept: {why}"}
+    return scope | {"kind": "changed", "since": since, "previous_run": previous["run_id"]}
+
+
+def plan_run(
+    request: StartRun, policies_dir: Path, bucket: str, manifests_root: str | None = None
+) -> RunPlan:
     """PlanRun: check the snapshot and the policy, record the run, list its shards. Asked again
     for the same run, it answers with the plan it recorded, or refuses if the request differs."""
     policy = load_policy(policies_dir / f"{request.policy_id}.yaml")
@@ -149,7 +209,11 @@ def plan_run(request: StartRun, policies_dir: Path, bucket: str) -> RunPlan:
     sweep_uri = sweep_location(bucket, run_id)
     snapshot = open_snapshot(request.snapshot_uri, request.columns)
     acting = policy.delisting_active(request.as_of)
-    shards = plan_shards(snapshot, request.rows_per_shard) if acting else []
+    scope = sweep_scope(request, policy.id, snapshot, manifests_root)
+    since = datetime.fromisoformat(scope["since"]) if scope["kind"] == "changed" else None
+    shards = plan_shards(snapshot, request.rows_per_shard, since) if acting else []
+    scope["row_groups"] = sum(f.row_groups for f in snapshot.files)
+    scope["row_groups_swept"] = sum(s.last_row_group - s.first_row_group for s in shards)
     record: dict = {
         "run_id": run_id,
         "kind": request.kind,
@@ -162,6 +226,7 @@ def plan_run(request: StartRun, policies_dir: Path, bucket: str) -> RunPlan:
         },
         "snapshot": snapshot.fingerprint(),
         "columns": request.columns,
+        "scope": scope,
         "dry_run": request.dry_run,
         "acting": acting,
         "shards": len(shards),
@@ -187,6 +252,7 @@ def plan_run(request: StartRun, policies_dir: Path, bucket: str) -> RunPlan:
         as_of=request.as_of,
         acting=record["acting"],
         rows=snapshot.rows,
+        scope=record["scope"],
         sweep_uri=sweep_uri,
         runs_uri=f"s3://{bucket}/runs",
         shards=Items(bucket=bucket, key=key, count=record["shards"]),
@@ -207,12 +273,14 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
     file = replace(
         whole.files[0], subset=(shard.first_row_group, shard.last_row_group), rows=shard.rows
     )
+    since = run["scope"].get("since") if run["scope"]["kind"] == "changed" else None
     result = sweep(
         replace(whole, files=(file,)),
         policy,
         datetime.fromisoformat(run["as_of"]),
         matcher=_matcher(policy.path, policy.sha256, policy.exemptions_sha256),
         threads=1,
+        since=datetime.fromisoformat(since) if since else None,
     )
     sink = pa.BufferOutputStream()
     pq.write_table(result.findings, sink, compression="zstd")
@@ -258,6 +326,8 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         rows = read_sweep_record(event.sweep_uri)["summary"]["rows_scanned"]
     else:
         findings, shards = _merged_findings(event.sweep_uri, run)
+        past = past_delisted(_data_root(event.sweep_uri), policy.id, excluding_run=event.run_id)
+        findings = mark_relists(findings, past)
         rows = sum(s.rows for s in shards)
         publish_sweep(
             SweepResult(
@@ -272,6 +342,7 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
                 rows_scanned=rows,
                 candidates=sum(s.candidates for s in shards),
                 seconds=sum(s.seconds for s in shards),
+                scope=run["scope"],
             ),
             event.sweep_uri,
         )
@@ -331,9 +402,88 @@ def finalize(
             raise
     record = read_sweep_record(event.sweep_uri)
     folder = f"{manifests_root.rstrip('/')}/{run_folder(record['policy']['id'], event.run_id)}"
+    # What this run delisted joins the policy's history, for the relists of later runs.
+    record_delisted(
+        _data_root(event.sweep_uri),
+        record["policy"]["id"],
+        event.run_id,
+        findings_dataset(event.sweep_uri).to_table(columns=["listing_id", "seller_id", "title"]),
+        RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA).read_outcomes(),
+    )
     return RunFinalized(
         run_id=event.run_id,
         manifest=folder,
         counts=manifest["counts"],
         parts=len(manifest["parts"]),
     )
+
+
+def _data_root(sweep_uri: str) -> str:
+    return (
+        f"s3://{_split(sweep_uri)[0]}"
+        if sweep_uri.startswith("s3://")
+        else str(Path(sweep_uri).parent.parent)
+    )
+
+
+def apply_penalties(
+    event: ApplyPenalties,
+    policies_dir: Path,
+    ledger: Ledger,
+    accounts: AccountService,
+    concurrency: int = 8,
+) -> PenaltiesApplied:
+    """Penalties: from the penalty date on, each seller with listings delisted by the run is
+    moved up the ladder, at most once per run. Before it, nothing is penalised (and the
+    manifest says so). A repeated or resumed step penalises no one twice."""
+    run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
+    policy = _policy(policies_dir, run["policy"])
+    store = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}/penalties", PENALTY_SCHEMA)
+    as_of = datetime.fromisoformat(run["as_of"])
+    milestones = policy.document.milestones
+    if not policy.penalties_active(as_of):
+        why = (
+            f"as of {as_of.isoformat()}, before the penalty date {milestones.penalties_from} "
+            f"({milestones.time_zone}): delisting only"
+        )
+        store.write_marker({"applied": False, "reason": why})
+        return PenaltiesApplied(
+            run_id=event.run_id, applied=False, reason=why, sellers=0, by_status={}
+        )
+    findings = findings_dataset(event.sweep_uri).to_table(
+        columns=["listing_id", "seller_id", "rule_ids", "evasion", "relist"]
+    )
+    outcomes = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA)
+    offences = offences_of(
+        event.run_id, policy.id, findings.to_pylist(), outcomes.read_outcomes().to_pylist()
+    )
+    done = set(store.read_outcomes().column("seller_id").to_pylist())
+    todo = [o for o in offences if o.seller_id not in done]
+    penalties = policy.document.penalties
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="penalise") as pool:
+        for start in range(0, len(todo), 500):
+            chunk = todo[start : start + 500]
+            results = list(pool.map(lambda o: penalise(o, penalties, ledger, accounts), chunk))
+            store.append_outcomes(penalty_table(results))
+    recorded = store.read_outcomes()
+    by_status = dict(Counter(recorded.column("status").to_pylist()))
+    why = f"{len(offences)} seller(s) with listings delisted by the run"
+    store.write_marker({"applied": True, "reason": why, "sellers": len(offences)})
+    return PenaltiesApplied(
+        run_id=event.run_id, applied=True, reason=why, sellers=len(offences), by_status=by_status
+    )
+
+
+def send_notices(event: SendNotices, policies_dir: Path, events: Any, bus: str) -> NoticesSent:
+    """Notices: each seller's statement of reasons (delistings and penalty), one event per
+    seller, each sent once per run (see notices.py)."""
+    run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
+    policy = _policy(policies_dir, run["policy"])
+    runs = f"{event.runs_uri.rstrip('/')}/{event.run_id}"
+    findings = findings_dataset(event.sweep_uri).to_table()
+    outcomes = RunStore(runs, OUTCOME_SCHEMA).read_outcomes()
+    delisted = build_tables(findings, outcomes, policy, datetime.fromisoformat(run["as_of"]))
+    penalties = RunStore(f"{runs}/penalties", PENALTY_SCHEMA).read_outcomes()
+    notices = build_notices(run, delisted["delisted"].to_pylist(), penalties.to_pylist(), None)
+    sent, before = publish(notices, events, bus, RunStore(f"{runs}/notices", NOTICE_SCHEMA))
+    return NoticesSent(run_id=event.run_id, sellers=len(notices), sent=sent, already_sent=before)

@@ -71,6 +71,19 @@ class RunStore:
         with self.fs.open_input_stream(self._path("plan.json")) as handle:
             return dict(json.loads(handle.read()))
 
+    def write_marker(self, document: dict) -> None:
+        """done.json: a step's own record that it finished (what it did, in a few fields)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            self.fs.create_dir(self.root, recursive=True)
+        with self.fs.open_output_stream(self._path("done.json")) as handle:
+            handle.write(json.dumps(document, indent=2, default=str).encode())
+
+    def read_marker(self) -> dict | None:
+        if not self._exists("done.json"):
+            return None
+        with self.fs.open_input_stream(self._path("done.json")) as handle:
+            return dict(json.loads(handle.read()))
+
     def read_intents(self) -> pa.Table:
         return pq.read_table(self._path("intents.parquet"), filesystem=self.fs)
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -75,6 +76,16 @@ class SnapshotFile:
     row_groups: int
     row_group_rows: tuple[int, ...] = ()
     subset: tuple[int, int] | None = None  # row groups [first, last): one shard of the file
+    # Each row group's latest updated_at, from the Parquet statistics (None where absent):
+    # what a re-sweep needs to skip the row groups that did not change.
+    row_group_updated: tuple[datetime | None, ...] = ()
+
+    @property
+    def updated_max(self) -> datetime | None:
+        known = [u for u in self.row_group_updated if u is not None]
+        if len(known) < len(self.row_group_updated) or not known:
+            return None
+        return max(known)
 
     def fragment(self, filesystem: pafs.FileSystem) -> ds.Dataset:
         """The file, or only its row groups of `subset`, as a dataset."""
@@ -213,8 +224,26 @@ def open_snapshot(
             ) from exc
         _check_schema(_display(location, path), schema, columns, needed)
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-        files.append(SnapshotFile(path, size, meta.num_rows, meta.num_row_groups, groups))
+        updated = _row_group_updated(meta, columns.get("updated_at", "updated_at"))
+        files.append(
+            SnapshotFile(path, size, meta.num_rows, meta.num_row_groups, groups, None, updated)
+        )
     return Snapshot(location, tuple(files), fs, columns)
+
+
+def _row_group_updated(meta: pq.FileMetaData, column: str) -> tuple[datetime | None, ...]:
+    names = meta.schema.names
+    if column not in names:
+        return (None,) * meta.num_row_groups
+    index = names.index(column)
+    latest: list[datetime | None] = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(index).statistics
+        value = stats.max if stats is not None and stats.has_min_max else None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        latest.append(value if isinstance(value, datetime) else None)
+    return tuple(latest)
 
 
 def _display(location: str, path: str) -> str:

@@ -209,7 +209,8 @@ def schedule_parameters(policy: Policy) -> dict[str, str]:
 
 
 def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
-    """Create the stack's keys, buckets and tables (see the module's docstring)."""
+    """Create the stack's keys, buckets, tables and event buses (see the module's docstring).
+    `clients`: boto3 clients by service name (kms, s3, dynamodb, events)."""
     kms, s3, dynamodb = clients["kms"], clients["s3"], clients["dynamodb"]
     for key in stack.of_type("AWS::KMS::Key"):
         props = stack.properties(key)
@@ -220,6 +221,10 @@ def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
         create_bucket(s3, stack, bucket)
     for table in stack.of_type("AWS::DynamoDB::Table"):
         create_table(dynamodb, stack, table)
+    for bus in stack.of_type("AWS::Events::EventBus"):
+        name = stack.resolve(stack.properties(bus)["Name"])
+        arn = clients["events"].create_event_bus(Name=name)["EventBusArn"]
+        stack.physical[bus], stack.arns[bus] = name, arn
 
 
 def create_bucket(s3: Any, stack: Stack, logical_id: str, name: str | None = None) -> str:

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time as _time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
@@ -100,6 +100,11 @@ FINDINGS_SCHEMA = pa.schema(
             ),
         ),
         ("exemption_ids", pa.list_(pa.string())),
+        # Caught again: the seller had listings delisted under the policy before ("seller"), or
+        # the title closely matches one delisted before ("title"); relist_of names it.
+        ("relist", pa.bool_()),
+        ("relist_of", pa.string()),
+        ("relist_reason", pa.string()),
     ]
 )
 
@@ -117,6 +122,8 @@ class SweepResult:
     rows_scanned: int
     candidates: int
     seconds: float
+    # What was swept: {"kind": "full"} or a re-sweep's {"kind": "changed", "since": ...}.
+    scope: dict = field(default_factory=lambda: {"kind": "full"})
 
     @cached_property
     def summary(self) -> dict:
@@ -137,6 +144,7 @@ class SweepResult:
             },
             "as_of": self.as_of.isoformat(),
             "snapshot": self.snapshot,
+            "scope": self.scope,
             "findings_sha256": findings_sha256,
             "seconds": round(self.seconds, 3),
             "summary": self.summary,
@@ -262,12 +270,17 @@ def _screen_function(
 
 
 def iter_candidate_batches(
-    con: duckdb.DuckDBPyConnection, snapshot: Snapshot, policy: Policy, index: int
+    con: duckdb.DuckDBPyConnection,
+    snapshot: Snapshot,
+    policy: Policy,
+    index: int,
+    since: datetime | None = None,
 ) -> Iterator[pa.RecordBatch]:
     countries = policy.document.scope.countries
     params = {
         "prefixes": _prohibited_prefixes(policy),
         "countries": None if countries == "all" else list(countries),
+        "since": since,
     }
     _listings_relation(con, snapshot, index).create_view("listings", replace=True)
     reader = con.sql(load_sql("screen_listings"), params=params).to_arrow_reader(CANDIDATE_BATCH)
@@ -283,9 +296,11 @@ def sweep(
     on_file_done: Callable[[int], None] | None = None,
     threads: int | None = None,
     matcher: Matcher | None = None,
+    since: datetime | None = None,
 ) -> SweepResult:
     """Sweep the snapshot with the policy as of a time. Before the policy's delisting date the
-    sweep finds nothing to act on (and scans nothing)."""
+    sweep finds nothing to act on (and scans nothing). `since` (a re-sweep's watermark) limits
+    it to the listings updated after that time."""
     started = _time.perf_counter()
 
     def result(findings: pa.Table, acting: bool, rows: int, screened: int) -> SweepResult:
@@ -332,7 +347,7 @@ def sweep(
         screened = 0
         for index, part in enumerate(snapshot.files):
             try:
-                for batch in iter_candidate_batches(scanning, snapshot, policy, index):
+                for batch in iter_candidate_batches(scanning, snapshot, policy, index, since):
                     screened += batch.num_rows
                     pending.append(_match_candidates(matcher, batch))
                     if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:

@@ -1,0 +1,149 @@
+"""A policy's enforcement history, for re-sweeps: which listings earlier runs delisted (and
+which of them were reinstated since), so that a listing caught again is recognised as a relist.
+
+Under the data bucket (or any root), written once per run, never edited:
+
+    history/<policy>/delisted/<run>.parquet     listing, seller, title tokens of each DELISTED
+    history/<policy>/reinstated/<id>.parquet    listing and the run that had delisted it
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from catalogue_purge.engine import connect, load_sql
+from catalogue_purge.normalise import normalise
+from catalogue_purge.storage import locate, write_bytes
+
+DELISTED_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("seller_id", pa.string()),
+        ("title", pa.string()),
+        ("tokens", pa.list_(pa.string())),
+        ("run_id", pa.string()),
+    ]
+)
+REINSTATED_SCHEMA = pa.schema([("listing_id", pa.string()), ("run_id", pa.string())])
+MIN_SIMILARITY = 0.6
+COMMON_TOKENS = 1_000
+_WORD = re.compile(r"\w{2,}")
+
+
+def title_tokens(title: str | None) -> list[str]:
+    """The distinct words of a normalised title, sorted: what two titles are compared by."""
+    return sorted(set(_WORD.findall(normalise(title or ""))))
+
+
+def _part(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def record_delisted(
+    root: str, policy_id: str, run_id: str, findings: pa.Table, outcomes: pa.Table
+) -> int:
+    """The run's DELISTED listings into the history (rewritten whole if the run repeats)."""
+    delisted = outcomes.filter(pc.equal(outcomes.column("outcome"), "DELISTED"))
+    ids = set(delisted.column("listing_id").to_pylist())
+    rows = [
+        {
+            "listing_id": f["listing_id"],
+            "seller_id": f["seller_id"],
+            "title": f["title"],
+            "tokens": title_tokens(f["title"]),
+            "run_id": run_id,
+        }
+        for f in findings.select(["listing_id", "seller_id", "title"]).to_pylist()
+        if f["listing_id"] in ids
+    ]
+    table = pa.Table.from_pylist(rows, schema=DELISTED_SCHEMA)
+    write_bytes(f"{root.rstrip('/')}/history/{policy_id}/delisted/{run_id}.parquet", _part(table))
+    return table.num_rows
+
+
+def record_reinstated(
+    root: str, policy_id: str, reinstatement_id: str, reinstated: list[tuple[str, str]]
+) -> None:
+    """Listings reinstated (listing, the run that delisted it): no longer held against anyone."""
+    table = pa.Table.from_pylist(
+        [{"listing_id": listing, "run_id": run} for listing, run in reinstated],
+        schema=REINSTATED_SCHEMA,
+    )
+    write_bytes(
+        f"{root.rstrip('/')}/history/{policy_id}/reinstated/{reinstatement_id}.parquet",
+        _part(table),
+    )
+
+
+def _dataset(
+    root: str, policy_id: str, kind: str, schema: pa.Schema, excluding: str | None = None
+) -> pa.Table:
+    fs, base = locate(f"{root.rstrip('/')}/history/{policy_id}/{kind}")
+    infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    paths = sorted(
+        i.path
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.path.endswith(".parquet")
+        and i.base_name != f"{excluding}.parquet"
+    )
+    if not paths:
+        return schema.empty_table()
+    return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs).to_table()
+
+
+def past_delisted(root: str, policy_id: str, excluding_run: str | None = None) -> pa.Table:
+    """Every listing earlier runs delisted and no reinstatement gave back."""
+    delisted = _dataset(root, policy_id, "delisted", DELISTED_SCHEMA, excluding_run)
+    reinstated = _dataset(root, policy_id, "reinstated", REINSTATED_SCHEMA)
+    if reinstated.num_rows == 0 or delisted.num_rows == 0:
+        return delisted
+    given_back = {(r["listing_id"], r["run_id"]) for r in reinstated.to_pylist()}
+    keep = [
+        (r["listing_id"], r["run_id"]) not in given_back
+        for r in delisted.select(["listing_id", "run_id"]).to_pylist()
+    ]
+    return delisted.filter(pa.array(keep, pa.bool_()))
+
+
+def mark_relists(findings: pa.Table, past: pa.Table) -> pa.Table:
+    """The findings with relist, relist_of and relist_reason set (sql/relists.sql)."""
+    if findings.num_rows == 0 or past.num_rows == 0:
+        return findings
+    caught = pa.table(
+        {
+            "listing_id": findings.column("listing_id"),
+            "seller_id": findings.column("seller_id"),
+            "tokens": pa.array(
+                [title_tokens(t) for t in findings.column("title").to_pylist()],
+                pa.list_(pa.string()),
+            ),
+        }
+    )
+    with connect(threads=1) as con:
+        con.register("caught", caught)
+        con.register("past", past)
+        found = con.sql(
+            load_sql("relists"),
+            params={"min_similarity": MIN_SIMILARITY, "common_tokens": COMMON_TOKENS},
+        ).fetchall()
+    relists = {listing: (earlier, reason) for listing, earlier, reason, _ in found}
+    ids = findings.column("listing_id").to_pylist()
+    columns = {
+        "relist": pa.array([i in relists for i in ids], pa.bool_()),
+        "relist_of": pa.array([relists[i][0] if i in relists else None for i in ids], pa.string()),
+        "relist_reason": pa.array(
+            [relists[i][1] if i in relists else None for i in ids], pa.string()
+        ),
+    }
+    for name, values in columns.items():
+        findings = findings.set_column(findings.schema.get_field_index(name), name, values)
+    return findings
