@@ -272,6 +272,15 @@ def print_job(output: dict) -> None:
         f"{closed.get('findings', 0):,} findings, {closed.get('planned', 0):,} to delist "
         f"(plan {closed.get('plan_sha256', '-')[:12]}) in {batches} batch(es)"
     )
+    if "penalties" in output:
+        penalties = output["penalties"]
+        out.print(f"penalties: {penalties['reason']} {penalties['by_status'] or ''}".rstrip())
+    if "notices" in output:
+        notices = output["notices"]
+        out.print(
+            f"notices: {notices['sent']:,} sent, {notices['already_sent']:,} sent before, "
+            f"to {notices['sellers']:,} seller(s)"
+        )
     if "manifest" in output:
         counts = output["manifest"]["counts"]
         out.print(
@@ -296,6 +305,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             policy_id=policy.id,
             snapshot_uri=args.snapshot,
             as_of=as_of,
+            kind=args.kind,
+            scope=args.scope,
             run_id=args.run_id,
             dry_run=args.dry_run,
             approve=args.approve,
@@ -324,6 +335,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"report: {result.manifest_folder / 'report.html' if result.manifest_folder else '-'}"
     )
     return 0 if result.verified and result.balanced else 8
+
+
+def cmd_reinstate(args: argparse.Namespace) -> int:
+    from catalogue_purge import aws
+    from catalogue_purge.catalogue import DynamoCatalogue
+    from catalogue_purge.local import deployed_stack
+    from catalogue_purge.manifest import KmsSigner
+    from catalogue_purge.penalties import DynamoAccounts, Ledger
+    from catalogue_purge.reinstate import Selection, reinstate
+
+    policy = load_policy(args.policy)
+    stack = deployed_stack(args.stack)
+    names = stack.physical
+    dynamodb = aws.client("dynamodb")
+    data = f"s3://{names['DataBucket']}"
+    done = reinstate(
+        args.run,
+        Selection(tuple(args.listing), tuple(args.seller), tuple(args.rule)),
+        args.reason,
+        policy=policy,
+        sweep_uri=f"{data}/sweeps/{args.run}",
+        runs_uri=f"{data}/runs",
+        data_root=data,
+        manifests_root=f"s3://{names['ManifestsBucket']}",
+        catalogue=DynamoCatalogue(names["ListingsTable"], dynamodb),
+        ledger=Ledger(names["SellerLedgerTable"], dynamodb),
+        accounts=DynamoAccounts(names["SellerAccountsTable"], dynamodb),
+        signer=KmsSigner(aws.client("kms"), names["SigningKey"]),
+    )
+    out.print(f"reinstatement {done.reinstatement_id} of run {args.run}: {done.outcomes}")
+    for penalty in done.penalties:
+        out.print(f"  seller {penalty.seller_id}: {penalty.step_before} -> {penalty.step_after}")
+    out.print(f"manifest: {done.manifest.get('run_id')} (kind reinstatement, chained)")
+    return 0
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
@@ -396,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalogue-purge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_commands(sub)
+    _add_appeal_commands(sub)
     _add_audit_commands(sub)
     _add_tools(sub)
     return parser
@@ -434,6 +480,13 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--run-id", help="default: derived from the run's kind and as-of time")
     p.add_argument("--dry-run", action="store_true", help="predict outcomes, change nothing")
     p.add_argument("--approve", help="the plan hash that the safety limits held back")
+    p.add_argument("--kind", choices=["purge", "re-sweep"], default="purge")
+    p.add_argument(
+        "--scope",
+        choices=["auto", "full", "changed"],
+        default="auto",
+        help="changed: only listings updated since the last complete run (auto: for a re-sweep)",
+    )
     p.add_argument("--out", type=Path, default=Path("build/run"), help="findings and manifest")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
     p.set_defaults(func=cmd_run)
@@ -457,6 +510,21 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--key-id", required=True, help="the KMS signing key (ECC_NIST_P256)")
     p.add_argument("--policies", type=Path, help="folder of policy files (default: shipped)")
     p.set_defaults(func=cmd_finalize)
+
+
+def _add_appeal_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "reinstate",
+        help="appeals: reinstate what a run delisted, reverse the penalties it caused",
+    )
+    p.add_argument("--stack", required=True, help="the deployed stack")
+    p.add_argument("--run", required=True, help="the run that delisted")
+    p.add_argument("--policy", required=True, type=Path)
+    p.add_argument("--listing", action="append", default=[], help="a listing (repeatable)")
+    p.add_argument("--seller", action="append", default=[], help="all of a seller's listings")
+    p.add_argument("--rule", action="append", default=[], help="a rule found wrong")
+    p.add_argument("--reason", required=True, help="why: it goes into the manifest")
+    p.set_defaults(func=cmd_reinstate)
 
 
 def _add_audit_commands(sub: Any) -> None:

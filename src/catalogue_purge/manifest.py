@@ -200,14 +200,17 @@ def latest_digest(
     return best
 
 
-def latest_manifest(root: str, policy_id: str, kinds: tuple[str, ...] = ()) -> dict | None:
-    """manifest.json of the policy's latest complete run (of one of `kinds`, if given)."""
+def latest_manifest(
+    root: str, policy_id: str, kinds: tuple[str, ...] = ("purge", "re-sweep"), excluding: str = ""
+) -> dict | None:
+    """manifest.json of the policy's latest complete run of one of `kinds` (a reinstatement
+    sweeps nothing), other than `excluding`."""
     fs, base = locate(root)
     selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
     best: tuple[int, dict] | None = None
     for info in fs.get_file_info(selector):
         digest_path = f"{info.path}/digest.json"
-        if info.type != pafs.FileType.Directory:
+        if info.type != pafs.FileType.Directory or info.base_name == excluding:
             continue
         if fs.get_file_info(digest_path).type != pafs.FileType.File:
             continue
@@ -217,7 +220,7 @@ def latest_manifest(root: str, policy_id: str, kinds: tuple[str, ...] = ()) -> d
             continue
         with fs.open_input_stream(f"{info.path}/manifest.json") as handle:
             manifest = json.loads(handle.read())
-        if not kinds or manifest.get("kind") in kinds:
+        if manifest.get("kind", "purge") in kinds:
             best = (sequence, manifest)
     return best[1] if best else None
 

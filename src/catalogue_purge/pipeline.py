@@ -92,7 +92,7 @@ SHARDS_FILE = "shards.json"
 BATCHES_FILE = "batches.json"
 
 # What makes a run the run it is: a second PlanRun for the same run id must agree on these.
-_IDENTITY = ("kind", "as_of", "policy", "snapshot", "columns", "scope", "dry_run")
+_IDENTITY = ("kind", "as_of", "policy", "snapshot", "columns", "scope_asked", "dry_run")
 
 
 def sweep_location(bucket: str, run_id: str) -> str:
@@ -178,7 +178,11 @@ def watermark(snapshot: Snapshot) -> datetime | None:
 
 
 def sweep_scope(
-    request: StartRun, policy_id: str, snapshot: Snapshot, manifests_root: str | None
+    request: StartRun,
+    policy_id: str,
+    snapshot: Snapshot,
+    manifests_root: str | None,
+    run_id: str,
 ) -> dict:
     """What the run sweeps: everything, or (a re-sweep) what changed since the watermark of
     the policy's last complete run."""
@@ -191,7 +195,9 @@ def sweep_scope(
     )
     if wanted == "full":
         return scope
-    previous = latest_manifest(manifests_root, policy_id) if manifests_root else None
+    previous = (
+        latest_manifest(manifests_root, policy_id, excluding=run_id) if manifests_root else None
+    )
     since = (previous or {}).get("sweep", {}).get("watermark")
     if previous is None or since is None:
         why = "no earlier complete run" if previous is None else "no watermark in the last run"
@@ -209,11 +215,6 @@ def plan_run(
     sweep_uri = sweep_location(bucket, run_id)
     snapshot = open_snapshot(request.snapshot_uri, request.columns)
     acting = policy.delisting_active(request.as_of)
-    scope = sweep_scope(request, policy.id, snapshot, manifests_root)
-    since = datetime.fromisoformat(scope["since"]) if scope["kind"] == "changed" else None
-    shards = plan_shards(snapshot, request.rows_per_shard, since) if acting else []
-    scope["row_groups"] = sum(f.row_groups for f in snapshot.files)
-    scope["row_groups_swept"] = sum(s.last_row_group - s.first_row_group for s in shards)
     record: dict = {
         "run_id": run_id,
         "kind": request.kind,
@@ -226,12 +227,12 @@ def plan_run(
         },
         "snapshot": snapshot.fingerprint(),
         "columns": request.columns,
-        "scope": scope,
+        "scope_asked": request.scope,
         "dry_run": request.dry_run,
         "acting": acting,
-        "shards": len(shards),
     }
     if exists(f"{sweep_uri}/{RUN_FILE}"):
+        # Asked again: the recorded run stands (its scope was decided when it was opened).
         recorded = _read_json(f"{sweep_uri}/{RUN_FILE}")
         differ = [k for k in _IDENTITY if recorded.get(k) != record[k]]
         if differ:
@@ -241,6 +242,12 @@ def plan_run(
             )
         record = recorded
     else:
+        scope = sweep_scope(request, policy.id, snapshot, manifests_root, run_id)
+        since = datetime.fromisoformat(scope["since"]) if scope["kind"] == "changed" else None
+        shards = plan_shards(snapshot, request.rows_per_shard, since) if acting else []
+        scope["row_groups"] = sum(f.row_groups for f in snapshot.files)
+        scope["row_groups_swept"] = sum(s.last_row_group - s.first_row_group for s in shards)
+        record |= {"scope": scope, "shards": len(shards)}
         _write_json(f"{sweep_uri}/{SHARDS_FILE}", [s.model_dump() for s in shards])
         _write_json(f"{sweep_uri}/{RUN_FILE}", record)  # last: the run is open once it exists
     _, key = _split(f"{sweep_uri}/{SHARDS_FILE}")

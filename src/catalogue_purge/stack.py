@@ -1,6 +1,6 @@
 """template.yaml as the one source of truth for the stack's resources, read by the local run.
 
-The local runner creates, on moto's server, the keys, buckets and tables the template
+The local runner creates, on moto's server, the keys, buckets, tables and event buses the template
 declares, with the template's names and settings, and gives each function the environment
 the template gives it. What it leaves out, and why:
 - bucket policies: they deny requests without TLS, and moto's server speaks plain HTTP;

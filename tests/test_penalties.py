@@ -1,0 +1,108 @@
+"""The penalty ladder and the seller ledger (DynamoDB on moto's server)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+from catalogue_purge.penalties import (
+    NO_STEP,
+    InMemoryAccounts,
+    Ledger,
+    Offence,
+    applicable,
+    next_step,
+    penalise,
+    reverse,
+)
+from catalogue_purge.policy import load_policy
+from catalogue_purge.stack import Stack, create_table, load_template
+
+from .conftest import SHIPPED_POLICY
+
+PENALTIES = load_policy(SHIPPED_POLICY).document.penalties
+LADDER = [step.id for step in PENALTIES.ladder]
+
+
+def offence(run: str, seller: str = "S", evasion: bool = False, relist: bool = False) -> Offence:
+    return Offence(
+        seller, "crypto-mining-2021", run, ("L-1",), ("asic-miner-brands",), evasion, relist
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "evasion", "relist", "after"),
+    [
+        (NO_STEP, False, False, "warning"),
+        (NO_STEP, True, False, "store-blocked"),  # an evasion jumps two steps
+        (NO_STEP, False, True, "warning"),  # a relist jumps only after a warning
+        (0, False, True, "account-frozen"),  # warning + relist -> two steps
+        (0, False, False, "store-blocked"),
+        (2, True, True, "account-closed"),  # the top, never beyond
+        (3, False, False, "account-closed"),
+    ],
+)
+def test_the_ladder(before, evasion, relist, after):
+    assert (
+        LADDER[next_step(before, offence("r", evasion=evasion, relist=relist), PENALTIES)] == after
+    )
+
+
+def test_closing_an_account_is_proposed_not_applied():
+    wanted = next_step(2, offence("r"), PENALTIES)
+    assert LADDER[wanted] == "account-closed"
+    assert LADDER[applicable(2, wanted, PENALTIES)] == "account-frozen"
+
+
+@pytest.fixture
+def ledger(aws):
+    client = boto3.client("dynamodb")
+    name = create_table(
+        client,
+        Stack("t", load_template()),
+        "SellerLedgerTable",
+        name=f"ledger-{uuid.uuid4().hex[:6]}",
+    )
+    return Ledger(name, client)
+
+
+def test_once_per_run_and_concurrent_runs_both_count(ledger):
+    accounts = InMemoryAccounts()
+    first = penalise(offence("run-1"), PENALTIES, ledger, accounts)
+    again = penalise(offence("run-1"), PENALTIES, ledger, accounts)
+    assert first == again  # the same run: the recorded penalty, not a second step
+    assert ledger.state("S", "crypto-mining-2021")[:2] == (0, 1)
+
+    # Two runs penalising the same seller at once: both offences count, one step each.
+    with ThreadPoolExecutor(2) as pool:
+        done = list(
+            pool.map(
+                lambda r: penalise(offence(r), PENALTIES, ledger, accounts), ["run-2", "run-3"]
+            )
+        )
+    assert sorted(p.step_after for p in done) == ["account-frozen", "store-blocked"]
+    assert ledger.state("S", "crypto-mining-2021")[:2] == (2, 3)
+    assert accounts.steps[("S", "crypto-mining-2021")] in {"account-frozen", "store-blocked"}
+
+
+def test_a_reversal_replays_the_offences_that_remain(ledger):
+    accounts = InMemoryAccounts()
+    penalise(offence("run-1", evasion=True), PENALTIES, ledger, accounts)  # store-blocked
+    penalise(offence("run-2"), PENALTIES, ledger, accounts)  # account-frozen
+    undone = reverse(
+        "S",
+        "crypto-mining-2021",
+        "run-1",
+        "wrong category rule",
+        penalties=PENALTIES,
+        ledger=ledger,
+        accounts=accounts,
+        reinstatement_id="re-1",
+    )
+    # Left: run-2's offence alone, a first offence: a warning.
+    assert (undone.step_before, undone.step_after) == ("account-frozen", "warning")
+    assert accounts.steps[("S", "crypto-mining-2021")] == "warning"
+    assert [o["reversed"] for o in ledger.offences("S", "crypto-mining-2021")] == [True, False]

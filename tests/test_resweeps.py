@@ -1,0 +1,262 @@
+"""Re-sweeps after the penalty date, against moto's server, through the state machine: a
+sequence of runs over a catalogue that changes, the seller ledger and the manifests after each,
+a repeated run, and an appeal that reinstates a listing and reverses its penalty."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+
+from catalogue_purge.audit import download_run, list_runs, verify_runs
+from catalogue_purge.catalogue import (
+    DynamoCatalogue,
+    LiveListing,
+    Status,
+    format_version,
+    put_listings,
+)
+from catalogue_purge.events import StartRun
+from catalogue_purge.local import run_job
+from catalogue_purge.manifest import KmsSigner
+from catalogue_purge.penalties import DynamoAccounts, Ledger
+from catalogue_purge.policy import POLICIES_ENV, load_policy
+from catalogue_purge.reinstate import Selection, reinstate
+from catalogue_purge.stack import Stack, create_local, load_template
+from catalogue_purge.sweep import read_sweep
+
+from .conftest import SHIPPED_POLICY, listing, write_listings
+
+MINERS = "Computer & Office > Blockchain Miners"
+OLD = datetime(2021, 10, 1, tzinfo=UTC)
+DELISTED_AT = datetime(2021, 10, 8, 1, tzinfo=UTC)
+
+
+class World:
+    """A stack on moto, its catalogue snapshots, and what its runs left behind."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.stack = Stack(f"resweep-{uuid.uuid4().hex[:6]}", load_template())
+        self.s3, self.dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+        create_local(
+            self.stack,
+            {
+                "kms": boto3.client("kms"),
+                "s3": self.s3,
+                "dynamodb": self.dynamodb,
+                "events": boto3.client("events"),
+            },
+        )
+        self.bucket = self.stack.physical["DataBucket"]
+        # The shipped policy, but for its share limit: a catalogue of a few listings where
+        # most are miners would be held back by it (tests/test_statemachine.py covers that).
+        self.policies = tmp / "policies"
+        self.policies.mkdir()
+        text = SHIPPED_POLICY.read_text().replace("max_share: 0.02", "max_share: 1.0")
+        (self.policies / SHIPPED_POLICY.name).write_text(text)
+        self.policy = load_policy(self.policies / SHIPPED_POLICY.name)
+        self.ledger = Ledger(self.stack.physical["SellerLedgerTable"], self.dynamodb)
+        self.accounts = DynamoAccounts(self.stack.physical["SellerAccountsTable"], self.dynamodb)
+
+    def snapshot(self, name: str, files: dict[str, list[dict]]) -> str:
+        for file, rows in files.items():
+            path = write_listings(self.tmp / name / f"{file}.parquet", rows)
+            self.s3.upload_file(str(path), self.bucket, f"snapshots/{name}/{file}.parquet")
+        return f"s3://{self.bucket}/snapshots/{name}/"
+
+    def live(self, rows: list[dict]) -> None:
+        put_listings(
+            self.dynamodb,
+            self.stack.physical["ListingsTable"],
+            [
+                LiveListing(
+                    r["listing_id"],
+                    r["seller_id"],
+                    Status(r["status"]),
+                    r["category_path"],
+                    r["title"],
+                    r["description"],
+                    r["country_of_sale"],
+                    format_version(r["updated_at"]),
+                )
+                for r in rows
+            ],
+        )
+
+    def run(self, snapshot: str, as_of: str, kind: str, run_id: str) -> dict:
+        start = StartRun(
+            policy_id=self.policy.id, snapshot_uri=snapshot, as_of=as_of, kind=kind, run_id=run_id
+        )
+        return run_job(self.stack, start, workers=1, environment={POLICIES_ENV: str(self.policies)})
+
+    def status(self, listing_id: str) -> str:
+        item = self.dynamodb.get_item(
+            TableName=self.stack.physical["ListingsTable"],
+            Key={"listing_id": {"S": listing_id}},
+        )["Item"]
+        return str(item["status"]["S"])
+
+    def step(self, seller: str) -> str | None:
+        index = self.ledger.state(seller, self.policy.id)[0]
+        return self.policy.document.penalties.ladder[index].id if index >= 0 else None
+
+    def account(self, seller: str) -> str | None:
+        item = self.dynamodb.get_item(
+            TableName=self.stack.physical["SellerAccountsTable"],
+            Key={"seller_id": {"S": seller}},
+        )["Item"]
+        step = item["penalties"]["M"][self.policy.id]["M"]["step"]
+        return step.get("S")
+
+    def manifest(self, run_id: str) -> dict:
+        key = f"runs/{self.policy.id}/{run_id}/manifest.json"
+        body = self.s3.get_object(Bucket=self.stack.physical["ManifestsBucket"], Key=key)["Body"]
+        return dict(json.loads(body.read()))
+
+    def penalties(self, run_id: str) -> dict[str, dict]:
+        import pyarrow.parquet as pq
+
+        manifest = self.manifest(run_id)
+        rows: dict[str, dict] = {}
+        for part in manifest["parts"]:
+            if part["table"] == "penalties" and part["format"] == "parquet":
+                body = self.s3.get_object(
+                    Bucket=self.stack.physical["ManifestsBucket"],
+                    Key=f"runs/{self.policy.id}/{run_id}/{part['key']}",
+                )["Body"].read()
+                import pyarrow as pa
+
+                for row in pq.read_table(pa.BufferReader(body)).to_pylist():
+                    rows[row["seller_id"]] = row
+        return rows
+
+
+@pytest.fixture
+def world(aws, tmp_path):
+    return World(tmp_path)
+
+
+def test_resweeps_relists_penalties_and_an_appeal(world):
+    vase = listing("C1", "Blue ceramic vase", seller_id="C")
+    s1 = [
+        listing("A1", "Antminer S19 Pro 110TH/s", MINERS, seller_id="A"),
+        listing("B1", "Whatsminer M30S++ 112TH/s", MINERS, seller_id="B"),
+        listing("D1", "Antminer S19 Pro 110TH/s", "Home Appliances > Heaters", seller_id="D"),
+        vase,
+    ]
+    world.live(s1)
+
+    # 1. The cutoff purge: delisting only, before the penalty date.
+    first = world.run(
+        world.snapshot("s1", {"all": s1}), "2021-10-08T00:00:00+08:00", "purge", "purge-1"
+    )
+    assert {world.status(i) for i in ("A1", "B1", "D1")} == {"DELISTED"}
+    assert world.status("C1") == "ACTIVE"
+    assert not first["penalties"]["applied"]
+    assert world.manifest("purge-1")["sweep"]["kind"] == "full"
+    assert world.manifest("purge-1")["penalties"]["applied"] is False
+    assert world.step("A") is None
+
+    # 2. After the penalty date: A relists its miner under a new title in another category
+    # (an evasion, and a relist of its own), B cleaned up, a new seller E appears.
+    new = datetime(2021, 10, 15, 12, tzinfo=UTC)
+    gone = [r | {"status": "DELISTED", "updated_at": DELISTED_AT} for r in s1 if r != vase]
+    a2 = listing(
+        "A2",
+        "Bitmain S19 Pro 110T hash server, office heater",
+        "Home Appliances > Heaters",
+        seller_id="A",
+        updated_at=new,
+    )
+    e1 = listing("E1", "Antminer L7 9.5GH/s scrypt miner", MINERS, seller_id="E", updated_at=new)
+    world.live([a2, e1])
+    s2 = world.snapshot("s2", {"old": [vase], "new": [*gone, a2, e1]})
+    second = world.run(s2, "2021-10-16T00:00:00+08:00", "re-sweep", "resweep-2")
+    plan = second["plan"]
+    assert plan["scope"]["kind"] == "changed"
+    assert plan["scope"]["since"] == OLD.isoformat()  # the watermark of the first snapshot
+    assert plan["scope"]["row_groups_swept"] == 1 < plan["scope"]["row_groups"]  # old skipped
+    findings = {f["listing_id"]: f for f in read_sweep(plan["sweep_uri"])[0].to_pylist()}
+    assert set(findings) == {"A2", "E1"}
+    assert findings["A2"]["evasion"] and findings["A2"]["relist"]
+    assert findings["A2"]["relist_reason"] == "seller"
+    assert not findings["E1"]["relist"]
+    assert world.step("A") == "store-blocked"  # an evasion jumps two steps from a clean record
+    assert world.step("E") == "warning"
+    assert world.step("B") is None  # cleaned up: nothing new, no penalty
+    assert world.account("A") == "store-blocked"
+    manifest = world.manifest("resweep-2")
+    assert manifest["sweep"]["previous_run"] == "purge-1"
+    assert manifest["counts"]["by_penalty"] == {"applied:store-blocked": 1, "applied:warning": 1}
+    table = world.penalties("resweep-2")
+    assert table["A"]["step_before"] is None and table["A"]["listings"] == ["A2"]
+    assert "evasion" in table["A"]["reason"]
+    assert second["notices"]["sellers"] == 2
+
+    # 3. A relists again, after its penalty (a relist after a warning jumps two steps, up to
+    # closing the account, which is only proposed); F copies E's delisted listing word for word.
+    later = datetime(2021, 10, 19, tzinfo=UTC)
+    a3 = listing("A3", "Antminer S19 Pro 110TH/s", MINERS, seller_id="A", updated_at=later)
+    f1 = listing("F1", "Antminer L7 9.5GH/s scrypt miner", MINERS, seller_id="F", updated_at=later)
+    world.live([a3, f1])
+    s2_rows = [*gone, a2 | {"status": "DELISTED"}, e1 | {"status": "DELISTED"}]
+    s3 = world.snapshot("s3", {"old": [vase], "mid": s2_rows, "new": [a3, f1]})
+    third = world.run(s3, "2021-10-21T00:00:00+08:00", "re-sweep", "resweep-3")
+    findings = {f["listing_id"]: f for f in read_sweep(third["plan"]["sweep_uri"])[0].to_pylist()}
+    assert set(findings) == {"A3", "F1"}
+    assert findings["F1"]["relist_reason"] == "title" and findings["F1"]["relist_of"] == "E1"
+    assert world.step("A") == "account-frozen"
+    assert world.account("A") == "account-frozen"
+    table = world.penalties("resweep-3")
+    assert table["A"]["status"] == "proposed" and table["A"]["proposed"] == "account-closed"
+    assert table["F"]["step_after"] == "warning"  # a first offence, even as a relist
+
+    # 4. The same run again changes nothing: no second penalty, no second notice.
+    state = {s: world.ledger.state(s, world.policy.id) for s in "ABEF"}
+    again = world.run(s3, "2021-10-21T00:00:00+08:00", "re-sweep", "resweep-3")
+    assert {s: world.ledger.state(s, world.policy.id) for s in "ABEF"} == state
+    assert again["notices"]["sent"] == 0
+    assert again["notices"]["already_sent"] == third["notices"]["sent"]
+    assert again["manifest"] == third["manifest"]
+
+    # 5. An appeal: A3 was a display dummy. The listing comes back, the offence of run 3 is
+    # reversed, and A is back where run 2 put it; the reinstatement has its own manifest.
+    kms = boto3.client("kms")
+    done = reinstate(
+        "resweep-3",
+        Selection(listings=("A3",)),
+        "display dummy, no hardware inside",
+        policy=world.policy,
+        sweep_uri=third["plan"]["sweep_uri"],
+        runs_uri=third["plan"]["runs_uri"],
+        data_root=f"s3://{world.bucket}",
+        manifests_root=f"s3://{world.stack.physical['ManifestsBucket']}",
+        catalogue=DynamoCatalogue(world.stack.physical["ListingsTable"], world.dynamodb),
+        ledger=world.ledger,
+        accounts=world.accounts,
+        signer=KmsSigner(kms, world.stack.physical["SigningKey"]),
+    )
+    assert done.outcomes == {"REINSTATED": 1}
+    assert world.status("A3") == "ACTIVE"
+    assert world.step("A") == "store-blocked"
+    assert world.account("A") == "store-blocked"
+    assert [p.status for p in done.penalties] == ["reversed"]
+    assert world.step("F") == "warning"  # untouched
+
+    # The audit trail: four runs, chained, each verified, the reversal after the action.
+    root = f"s3://{world.stack.physical['ManifestsBucket']}"
+    runs = list_runs(root, world.policy.id)
+    assert [r["run_id"] for r in runs][-1] == done.reinstatement_id
+    folders = [download_run(r["location"], world.tmp / "audit") for r in runs]
+    results = verify_runs(folders, from_first=True)
+    assert all(r.ok for r in results), [r.problems for r in results]
+    assert len(results) == 4
+    reinstatement = json.loads((folders[-1] / "manifest.json").read_text())
+    assert reinstatement["kind"] == "reinstatement"
+    assert reinstatement["reinstates"]["run_id"] == "resweep-3"
+    assert reinstatement["counts"]["by_outcome"] == {"REINSTATED": 1}
