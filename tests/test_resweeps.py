@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from catalogue_purge.audit import download_run, list_runs, verify_runs
@@ -118,22 +120,37 @@ class World:
         body = self.s3.get_object(Bucket=self.stack.physical["ManifestsBucket"], Key=key)["Body"]
         return dict(json.loads(body.read()))
 
-    def penalties(self, run_id: str) -> dict[str, dict]:
-        import pyarrow.parquet as pq
-
-        manifest = self.manifest(run_id)
+    def table(self, run_id: str, name: str, key: str) -> dict[str, dict]:
+        """A table of a run's manifest, by `key` column."""
         rows: dict[str, dict] = {}
-        for part in manifest["parts"]:
-            if part["table"] == "penalties" and part["format"] == "parquet":
+        for part in self.manifest(run_id)["parts"]:
+            if part["table"] == name and part["format"] == "parquet":
                 body = self.s3.get_object(
                     Bucket=self.stack.physical["ManifestsBucket"],
                     Key=f"runs/{self.policy.id}/{run_id}/{part['key']}",
                 )["Body"].read()
-                import pyarrow as pa
-
                 for row in pq.read_table(pa.BufferReader(body)).to_pylist():
-                    rows[row["seller_id"]] = row
+                    rows[row[key]] = row
         return rows
+
+    def penalties(self, run_id: str) -> dict[str, dict]:
+        return self.table(run_id, "penalties", "seller_id")
+
+    def reinstate(self, run: dict, selection: Selection, why: str):
+        return reinstate(
+            run["plan"]["run_id"],
+            selection,
+            why,
+            policy=self.policy,
+            sweep_uri=run["plan"]["sweep_uri"],
+            runs_uri=run["plan"]["runs_uri"],
+            data_root=f"s3://{self.bucket}",
+            manifests_root=f"s3://{self.stack.physical['ManifestsBucket']}",
+            catalogue=DynamoCatalogue(self.stack.physical["ListingsTable"], self.dynamodb),
+            ledger=self.ledger,
+            accounts=self.accounts,
+            signer=KmsSigner(boto3.client("kms"), self.stack.physical["SigningKey"]),
+        )
 
 
 @pytest.fixture
@@ -197,6 +214,8 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
     assert table["A"]["step_before"] is None and table["A"]["listings"] == ["A2"]
     assert "evasion" in table["A"]["reason"]
     assert second["notices"]["sellers"] == 2
+    delisted = world.table("resweep-2", "delisted", "listing_id")
+    assert delisted["A2"]["relist"] and delisted["A2"]["relist_of"] == "A1"
 
     # 3. A relists again, after its penalty (a relist after a warning jumps two steps, up to
     # closing the account, which is only proposed); F copies E's delisted listing word for word.
@@ -226,21 +245,7 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
 
     # 5. An appeal: A3 was a display dummy. The listing comes back, the offence of run 3 is
     # reversed, and A is back where run 2 put it; the reinstatement has its own manifest.
-    kms = boto3.client("kms")
-    done = reinstate(
-        "resweep-3",
-        Selection(listings=("A3",)),
-        "display dummy, no hardware inside",
-        policy=world.policy,
-        sweep_uri=third["plan"]["sweep_uri"],
-        runs_uri=third["plan"]["runs_uri"],
-        data_root=f"s3://{world.bucket}",
-        manifests_root=f"s3://{world.stack.physical['ManifestsBucket']}",
-        catalogue=DynamoCatalogue(world.stack.physical["ListingsTable"], world.dynamodb),
-        ledger=world.ledger,
-        accounts=world.accounts,
-        signer=KmsSigner(kms, world.stack.physical["SigningKey"]),
-    )
+    done = world.reinstate(third, Selection(listings=("A3",)), "display dummy, no hardware inside")
     assert done.outcomes == {"REINSTATED": 1}
     assert world.status("A3") == "ACTIVE"
     assert world.step("A") == "store-blocked"
@@ -248,15 +253,39 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
     assert [p.status for p in done.penalties] == ["reversed"]
     assert world.step("F") == "warning"  # untouched
 
-    # The audit trail: four runs, chained, each verified, the reversal after the action.
+    # A rule found wrong: reinstating run 2's category rule gives back nothing that run 2
+    # delisted on other grounds too (E1 names the miner by brand).
+    by_rule = world.reinstate(
+        second, Selection(rules=(f"category:{MINERS}",)), "category mapping under review"
+    )
+    assert by_rule.outcomes == {"KEPT_OTHER_GROUNDS": 1}
+    assert world.status("E1") == "DELISTED" and world.step("E") == "warning"
+
+    # 6. The policy changes (a new version): the next re-sweep is full, since an unchanged
+    # listing may be judged differently now. A3, reinstated on appeal, is caught again and goes
+    # to review, not to delisting; F1, already delisted, is no new offence.
+    path = world.policies / SHIPPED_POLICY.name
+    path.write_text(path.read_text() + "\n# v1.1: clarifications\n")
+    world.policy = load_policy(path)
+    fourth = world.run(s3, "2021-10-22T00:00:00+08:00", "re-sweep", "resweep-4")
+    assert fourth["plan"]["scope"]["kind"] == "full"
+    assert "policy or its exemptions changed" in fourth["plan"]["scope"]["reason"]
+    findings = {f["listing_id"]: f for f in read_sweep(fourth["plan"]["sweep_uri"])[0].to_pylist()}
+    assert findings["A3"]["decision"] == "review"
+    assert findings["A3"]["exemption_ids"] == [f"reinstated:{done.reinstatement_id}"]
+    assert world.status("A3") == "ACTIVE"
+    assert world.step("A") == "store-blocked" and world.step("F") == "warning"
+    assert fourth["penalties"]["by_status"] == {}
+
+    # The audit trail: six manifests, chained, each verified, each reversal after its action.
     root = f"s3://{world.stack.physical['ManifestsBucket']}"
     runs = list_runs(root, world.policy.id)
-    assert [r["run_id"] for r in runs][-1] == done.reinstatement_id
     folders = [download_run(r["location"], world.tmp / "audit") for r in runs]
     results = verify_runs(folders, from_first=True)
     assert all(r.ok for r in results), [r.problems for r in results]
-    assert len(results) == 4
-    reinstatement = json.loads((folders[-1] / "manifest.json").read_text())
-    assert reinstatement["kind"] == "reinstatement"
+    kinds = [json.loads((f / "manifest.json").read_text())["kind"] for f in folders]
+    assert kinds == ["purge", "re-sweep", "re-sweep", "reinstatement", "reinstatement", "re-sweep"]
+    reinstatement = json.loads((folders[3] / "manifest.json").read_text())
     assert reinstatement["reinstates"]["run_id"] == "resweep-3"
     assert reinstatement["counts"]["by_outcome"] == {"REINSTATED": 1}
+    assert reinstatement["counts"]["by_penalty"] == {"reversed:store-blocked": 1}

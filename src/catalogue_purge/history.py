@@ -30,7 +30,13 @@ DELISTED_SCHEMA = pa.schema(
         ("run_id", pa.string()),
     ]
 )
-REINSTATED_SCHEMA = pa.schema([("listing_id", pa.string()), ("run_id", pa.string())])
+REINSTATED_SCHEMA = pa.schema(
+    [
+        ("listing_id", pa.string()),
+        ("run_id", pa.string()),
+        ("reinstatement_id", pa.string()),
+    ]
+)
 MIN_SIMILARITY = 0.6
 COMMON_TOKENS = 1_000
 _WORD = re.compile(r"\w{2,}")
@@ -74,7 +80,10 @@ def record_reinstated(
 ) -> None:
     """Listings reinstated (listing, the run that delisted it): no longer held against anyone."""
     table = pa.Table.from_pylist(
-        [{"listing_id": listing, "run_id": run} for listing, run in reinstated],
+        [
+            {"listing_id": listing, "run_id": run, "reinstatement_id": reinstatement_id}
+            for listing, run in reinstated
+        ],
         schema=REINSTATED_SCHEMA,
     )
     write_bytes(
@@ -112,6 +121,39 @@ def past_delisted(root: str, policy_id: str, excluding_run: str | None = None) -
         for r in delisted.select(["listing_id", "run_id"]).to_pylist()
     ]
     return delisted.filter(pa.array(keep, pa.bool_()))
+
+
+def reinstated_listings(root: str, policy_id: str) -> dict[str, str]:
+    """listing -> the reinstatement that gave it back (the latest, if several)."""
+    table = _dataset(root, policy_id, "reinstated", REINSTATED_SCHEMA)
+    return {r["listing_id"]: r["reinstatement_id"] for r in table.to_pylist()}
+
+
+def hold_reinstated(findings: pa.Table, reinstated: dict[str, str]) -> pa.Table:
+    """A listing reinstated on appeal and caught again goes to review, not to delisting: a
+    person decided it once, a person decides again (and may grant an exemption). The
+    reinstatement is named among its exemption ids."""
+    if not reinstated or findings.num_rows == 0:
+        return findings
+    ids = findings.column("listing_id").to_pylist()
+    decisions = findings.column("decision").to_pylist()
+    exemptions = findings.column("exemption_ids").to_pylist()
+    held = [i in reinstated and d == "delist" for i, d in zip(ids, decisions, strict=True)]
+    if not any(held):
+        return findings
+    new_decisions = ["review" if h else d for h, d in zip(held, decisions, strict=True)]
+    new_exemptions = [
+        [*(e or []), f"reinstated:{reinstated[i]}"] if h else e
+        for h, i, e in zip(held, ids, exemptions, strict=True)
+    ]
+    findings = findings.set_column(
+        findings.schema.get_field_index("decision"), "decision", pa.array(new_decisions)
+    )
+    return findings.set_column(
+        findings.schema.get_field_index("exemption_ids"),
+        "exemption_ids",
+        pa.array(new_exemptions, pa.list_(pa.string())),
+    )
 
 
 def mark_relists(findings: pa.Table, past: pa.Table) -> pa.Table:

@@ -96,6 +96,7 @@ def publish(
     recorded = set(store.read_outcomes().column("seller_id").to_pylist())
     todo = [s for s in notices if s not in recorded]
     sent = 0
+    refused: list[str] = []
     for start in range(0, len(todo), 10):  # PutEvents takes 10 entries at a time
         pending = todo[start : start + 10]
         for attempt in range(attempts):
@@ -118,11 +119,13 @@ def publish(
             if not pending:
                 break
             sleep(min(5.0, 0.1 * 2**attempt) * random.random())  # noqa: S311 (jitter)
-        if pending:
-            raise PurgeError(
-                f"{len(pending)} notice(s) refused by the event bus after {attempts} attempts "
-                f"(first: seller {pending[0]}); run the step again to send them"
-            )
+        refused.extend(pending)
+    if refused:
+        raise PurgeError(
+            f"{len(refused)} notice(s) refused by the event bus after {attempts} attempts "
+            f"(sellers {', '.join(refused[:5])}); the others are sent and recorded, and running "
+            "the step again sends the rest"
+        )
     return sent, len(recorded & set(notices))
 
 

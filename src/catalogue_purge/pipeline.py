@@ -31,6 +31,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -54,7 +55,13 @@ from catalogue_purge.events import (
     SweepClosed,
     SweepShard,
 )
-from catalogue_purge.history import mark_relists, past_delisted, record_delisted
+from catalogue_purge.history import (
+    hold_reinstated,
+    mark_relists,
+    past_delisted,
+    record_delisted,
+    reinstated_listings,
+)
 from catalogue_purge.manifest import (
     ManifestExists,
     Signer,
@@ -177,15 +184,22 @@ def watermark(snapshot: Snapshot) -> datetime | None:
     return None if any(u is None for u in latest) else max(u for u in latest if u is not None)
 
 
+def _exemptions_in_force(policy: Policy, moment: datetime) -> list[str]:
+    day = moment.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
+    return sorted(ex.id for ex in policy.exemptions if ex.in_force(day))
+
+
 def sweep_scope(
     request: StartRun,
-    policy_id: str,
+    policy: Policy,
     snapshot: Snapshot,
     manifests_root: str | None,
     run_id: str,
 ) -> dict:
     """What the run sweeps: everything, or (a re-sweep) what changed since the watermark of
-    the policy's last complete run."""
+    the policy's last complete run. An unchanged listing can only be judged differently when
+    the rules did: a new policy version, other exemptions, or an exemption that expired (or
+    began) in between, so any of these makes the sweep full."""
     mark = watermark(snapshot)
     scope: dict = {"kind": "full", "watermark": mark.isoformat() if mark else None}
     wanted = (
@@ -196,11 +210,24 @@ def sweep_scope(
     if wanted == "full":
         return scope
     previous = (
-        latest_manifest(manifests_root, policy_id, excluding=run_id) if manifests_root else None
+        latest_manifest(manifests_root, policy.id, excluding=run_id) if manifests_root else None
     )
-    since = (previous or {}).get("sweep", {}).get("watermark")
-    if previous is None or since is None:
-        why = "no earlier complete run" if previous is None else "no watermark in the last run"
+    if previous is None:
+        return scope | {"reason": "changed asked, full swept: no earlier complete run"}
+    since = previous.get("sweep", {}).get("watermark")
+    why = None
+    if since is None:
+        why = "the last run recorded no watermark"
+    elif (previous["policy"]["sha256"], previous["policy"].get("exemptions_sha256")) != (
+        policy.sha256,
+        policy.exemptions_sha256,
+    ):
+        why = f"the policy or its exemptions changed since run {previous['run_id']}"
+    elif _exemptions_in_force(policy, datetime.fromisoformat(previous["as_of"])) != (
+        _exemptions_in_force(policy, request.as_of)
+    ):
+        why = f"exemptions began or expired since run {previous['run_id']}"
+    if why:
         return scope | {"reason": f"changed asked, full swept: {why}"}
     return scope | {"kind": "changed", "since": since, "previous_run": previous["run_id"]}
 
@@ -242,7 +269,7 @@ def plan_run(
             )
         record = recorded
     else:
-        scope = sweep_scope(request, policy.id, snapshot, manifests_root, run_id)
+        scope = sweep_scope(request, policy, snapshot, manifests_root, run_id)
         since = datetime.fromisoformat(scope["since"]) if scope["kind"] == "changed" else None
         shards = plan_shards(snapshot, request.rows_per_shard, since) if acting else []
         scope["row_groups"] = sum(f.row_groups for f in snapshot.files)
@@ -333,8 +360,10 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         rows = read_sweep_record(event.sweep_uri)["summary"]["rows_scanned"]
     else:
         findings, shards = _merged_findings(event.sweep_uri, run)
-        past = past_delisted(_data_root(event.sweep_uri), policy.id, excluding_run=event.run_id)
+        root = _data_root(event.sweep_uri)
+        past = past_delisted(root, policy.id, excluding_run=event.run_id)
         findings = mark_relists(findings, past)
+        findings = hold_reinstated(findings, reinstated_listings(root, policy.id))
         rows = sum(s.rows for s in shards)
         publish_sweep(
             SweepResult(
