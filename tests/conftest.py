@@ -103,19 +103,7 @@ def live_table(aws):
         put_listings(
             client,
             table,
-            [
-                LiveListing(
-                    r["listing_id"],
-                    r["seller_id"],
-                    Status.ACTIVE,
-                    r["category_path"],
-                    r["title"],
-                    r["description"],
-                    r["country_of_sale"],
-                    LIVE_VERSION,
-                )
-                for r in rows
-            ],
+            [LiveListing.from_row(r | {"status": Status.ACTIVE}, LIVE_VERSION) for r in rows],
         )
         return client, table
 

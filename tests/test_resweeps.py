@@ -18,8 +18,6 @@ from catalogue_purge.audit import download_run, list_runs, verify_runs
 from catalogue_purge.catalogue import (
     DynamoCatalogue,
     LiveListing,
-    Status,
-    format_version,
     put_listings,
 )
 from catalogue_purge.events import StartRun
@@ -75,19 +73,7 @@ class World:
         put_listings(
             self.dynamodb,
             self.stack.physical["ListingsTable"],
-            [
-                LiveListing(
-                    r["listing_id"],
-                    r["seller_id"],
-                    Status(r["status"]),
-                    r["category_path"],
-                    r["title"],
-                    r["description"],
-                    r["country_of_sale"],
-                    format_version(r["updated_at"]),
-                )
-                for r in rows
-            ],
+            [LiveListing.from_row(r) for r in rows],
         )
 
     def run(self, snapshot: str, as_of: str, kind: str, run_id: str) -> dict:

@@ -37,6 +37,20 @@ class LiveListing:
     delisted_by_run: str | None = None
     delisted_as: str | None = None  # the outcome the delisting run recorded for it
 
+    @classmethod
+    def from_row(cls, row: dict, updated_at: str | None = None) -> LiveListing:
+        """A snapshot row (the Snapshot contract) as the live catalogue holds it."""
+        return cls(
+            row["listing_id"],
+            row["seller_id"],
+            Status(row["status"]),
+            row["category_path"],
+            row["title"],
+            row["description"],
+            row["country_of_sale"],
+            updated_at or format_version(row["updated_at"]),
+        )
+
 
 @dataclass(frozen=True)
 class Enforcement:

@@ -36,7 +36,7 @@ from rich.progress import Progress
 
 from catalogue_purge import aws
 from catalogue_purge.audit import download_run, list_runs, verify_runs
-from catalogue_purge.catalogue import LiveListing, Status, format_version, put_listings
+from catalogue_purge.catalogue import LiveListing, put_listings
 from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.errors import PurgeError
 from catalogue_purge.events import StartRun
@@ -252,19 +252,7 @@ def _live_listings(snapshot_path: str, listing_ids: list[str]) -> list[LiveListi
     table = ds.dataset(snapshot_path, format="parquet").to_table(
         filter=ds.field("listing_id").isin(listing_ids)
     )
-    return [
-        LiveListing(
-            r["listing_id"],
-            r["seller_id"],
-            Status(r["status"]),
-            r["category_path"],
-            r["title"],
-            r["description"],
-            r["country_of_sale"],
-            format_version(r["updated_at"]),
-        )
-        for r in table.to_pylist()
-    ]
+    return [LiveListing.from_row(r) for r in table.to_pylist()]
 
 
 def run_local(

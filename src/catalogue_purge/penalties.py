@@ -176,6 +176,23 @@ class Ledger:
     def _offence_key(self, seller_id: str, policy_id: str, run_id: str) -> dict:
         return {"seller_id": {"S": seller_id}, "entry": {"S": f"{policy_id}#offence#{run_id}"}}
 
+    def _state_update(
+        self, seller_id: str, policy_id: str, step: int, offences: int, version: int
+    ) -> dict:
+        """The seller's new state, written only over the `version` it was read at."""
+        return {
+            "TableName": self.table,
+            "Key": self._state_key(seller_id, policy_id),
+            "UpdateExpression": "SET #s = :s, offences = :o, version = :next",
+            "ExpressionAttributeNames": {"#s": "step"},
+            "ExpressionAttributeValues": {
+                ":s": {"N": str(step)},
+                ":o": {"N": str(offences)},
+                ":v": {"N": str(version)},
+                ":next": {"N": str(version + 1)},
+            },
+        }
+
     def state(self, seller_id: str, policy_id: str) -> tuple[int, int, int]:
         """(step index, offences, version) of a seller under a policy."""
         item = self.client.get_item(
@@ -247,19 +264,10 @@ class Ledger:
                         }
                     },
                     {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._state_key(penalty.seller_id, policy_id),
-                            "UpdateExpression": "SET #s = :s, offences = :o, version = :next",
-                            "ConditionExpression": "attribute_not_exists(version) OR version = :v",
-                            "ExpressionAttributeNames": {"#s": "step"},
-                            "ExpressionAttributeValues": {
-                                ":s": {"N": str(after_index)},
-                                ":o": {"N": str(offences)},
-                                ":v": {"N": str(version)},
-                                ":next": {"N": str(version + 1)},
-                            },
-                        }
+                        "Update": self._state_update(
+                            penalty.seller_id, policy_id, after_index, offences, version
+                        )
+                        | {"ConditionExpression": "attribute_not_exists(version) OR version = :v"}
                     },
                 ]
             )
@@ -274,17 +282,8 @@ class Ledger:
     ) -> bool:
         try:
             self.client.update_item(
-                TableName=self.table,
-                Key=self._state_key(seller_id, policy_id),
-                UpdateExpression="SET #s = :s, offences = :o, version = :next",
+                **self._state_update(seller_id, policy_id, step, offences, version),
                 ConditionExpression="version = :v",
-                ExpressionAttributeNames={"#s": "step"},
-                ExpressionAttributeValues={
-                    ":s": {"N": str(step)},
-                    ":o": {"N": str(offences)},
-                    ":v": {"N": str(version)},
-                    ":next": {"N": str(version + 1)},
-                },
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
