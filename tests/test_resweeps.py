@@ -275,3 +275,7 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
     assert reinstatement["reinstates"]["run_id"] == "resweep-3"
     assert reinstatement["counts"]["by_outcome"] == {"REINSTATED": 1}
     assert reinstatement["counts"]["by_penalty"] == {"reversed:store-blocked": 1}
+    assert "Reinstates what run resweep-3 delisted" in (folders[3] / "report.html").read_text()
+    report = (folders[1] / "report.html").read_text()
+    assert "Swept: listings updated after 2021-10-01" in report
+    assert "applied:store-blocked" in report

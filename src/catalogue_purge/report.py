@@ -40,6 +40,27 @@ def _bars(title: str, counts: Counter[str], limit: int = 15) -> str:
     return f"<h2>{escape(title)}</h2><table>{rows}</table>{more}"
 
 
+def _scope(run: dict) -> str:
+    """What the run swept, whether penalties applied, what a reinstatement reverses."""
+    lines = []
+    sweep = run.get("sweep")
+    if sweep:
+        what = (
+            f"listings updated after {sweep.get('since')} (run {sweep.get('previous_run')})"
+            if sweep.get("kind") == "changed"
+            else "the whole snapshot"
+        )
+        if sweep.get("reason"):
+            what += f"; {sweep['reason']}"
+        lines.append(f"Swept: {what}.")
+    if run.get("penalties"):
+        lines.append(f"Penalties: {run['penalties'].get('reason', '')}.")
+    if run.get("reinstates"):
+        r = run["reinstates"]
+        lines.append(f"Reinstates what run {r['run_id']} delisted: {r.get('reason', '')}.")
+    return "".join(f"<p>{escape(line)}</p>" for line in lines)
+
+
 def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
     policy = run["policy"]
     cards = [
@@ -48,6 +69,10 @@ def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
         ("evasions", summary.evasions),
         ("sellers delisted", len(summary.sellers)),
     ]
+    if "penalties" in summary.rows:
+        cards.append(("penalties", summary.rows["penalties"]))
+    if "reinstated" in summary.rows:
+        cards.append(("reinstatement outcomes", summary.rows["reinstated"]))
     card_html = "".join(
         f"<div class='card'><b>{n:,}</b>{escape(label)}</div>" for label, n in cards
     )
@@ -74,6 +99,8 @@ every part with its SHA-256; digest.json is signed (digest.sig, public-key.pem).
 <div class="cards">{card_html}</div>
 <h2>Outcomes of the delistings</h2>
 <table>{outcome_rows or "<tr><td class='muted'>none</td></tr>"}</table>
+{_scope(run)}
+{_bars("Penalties (status: step after)", summary.penalties) if "penalties" in summary.rows else ""}
 {_bars("By rule", summary.rules)}
 {_bars("By category", summary.categories)}
 {_bars("By country of sale", summary.countries)}
