@@ -221,3 +221,38 @@ def test_schedules_start_runs_at_the_policys_milestones(stack):
     # A schedule delivered twice names the same run.
     first = StartRun.model_validate_json((ROOT / "events" / "plan-run.json").read_text())
     assert first.resolved_run_id() == "purge-20211007T160000Z"
+
+
+def test_a_deployed_stacks_names_come_from_cloudformation(aws):
+    """`run --stack` and `reinstate --stack` find the resources through CloudFormation
+    (here moto's, with the buckets and tables of the template, less what refers to its keys)."""
+    import boto3
+
+    def strip(properties: dict) -> dict:
+        refers = ("BucketEncryption", "SSESpecification", "LoggingConfiguration")
+        return {k: v for k, v in properties.items() if k not in refers}
+
+    from catalogue_purge.local import deployed_stack
+
+    template = load_template()
+    plain = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": template["Parameters"],
+        "Resources": {
+            k: v | {"Properties": strip(v["Properties"])}
+            for k, v in template["Resources"].items()
+            if v["Type"] in ("AWS::S3::Bucket", "AWS::DynamoDB::Table")
+        },
+    }
+    boto3.client("cloudformation").create_stack(
+        StackName="deployed", TemplateBody=json.dumps(plain)
+    )
+    stack = deployed_stack("deployed")
+    assert stack.physical["DataBucket"] == "deployed-data-123456789012"
+    assert stack.physical["SellerLedgerTable"] == "deployed-seller-ledger"
+    stack.physical["SigningKey"] = "a-key-id"  # keys are not in this stack
+    environment = stack.environment()
+    assert environment["SIGNING_KEY_ID"] == "a-key-id"
+    assert environment["LEDGER_TABLE"] == "deployed-seller-ledger"
+    assert environment["MANIFESTS_BUCKET"] == "deployed-manifests-123456789012"
+    assert environment["AUDITOR_ROLE_NAME"] == "deployed-auditor"

@@ -244,7 +244,8 @@ def deployed_stack(name: str) -> Stack:
     paginator = cloudformation.get_paginator("list_stack_resources")
     for page in paginator.paginate(StackName=name):
         for resource in page["StackResourceSummaries"]:
-            stack.physical[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+            if resource.get("PhysicalResourceId"):
+                stack.physical[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
     return stack
 
 
