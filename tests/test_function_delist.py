@@ -102,3 +102,59 @@ def test_a_batch_delivered_twice_acts_once(live_table, tmp_path, monkeypatch):
     assert again == first
     assert status(dynamodb, table, "L-1") == "ACTIVE"
     assert list(s3.list_objects_v2(Bucket=bucket, Prefix="runs/run-1/intents")["Contents"])
+
+
+def test_batches_of_a_recorded_plan_read_only_their_own_records(tmp_path):
+    """Once the plan is recorded (CloseSweep does it, with a row group per batch), a batch
+    reads its slice of the intents and its own outcome parts: the run's records are read
+    once over all the batches, not once per batch."""
+    from catalogue_purge.catalogue import InMemoryCatalogue, LiveListing
+    from catalogue_purge.delist import OUTCOME_SCHEMA, delist_batch
+    from catalogue_purge.runstore import RunStore
+
+    from .conftest import LIVE_VERSION
+
+    rows = [
+        listing(f"L-{i}", f"Antminer S19 Pro unit {i}", "Home Appliances > Heaters")
+        for i in range(5)
+    ] + [listing("L-9", "Blue vase")]
+    sweep_with_cli(tmp_path, rows)
+    findings, _ = read_sweep(str(tmp_path / "sweep"))
+    policy = load_policy(SHIPPED_POLICY)
+    plan = plan_delistings(findings, "run-1", policy.id, policy.sha256)
+    assert len(plan.intents) == 5
+    run = RunStore(str(tmp_path / "runs" / "run-1"), OUTCOME_SCHEMA)
+    run.record_plan(plan.sha256, plan.table(), row_group_size=2)
+    assert [r["listing_id"] for r in run.read_intents(2, 4).to_pylist()] == ["L-2", "L-3"]
+
+    catalogue = InMemoryCatalogue(
+        {r["listing_id"]: LiveListing.from_row(r, LIVE_VERSION) for r in rows}
+    )
+
+    def deliver(index: int):
+        batch = DelistBatch(
+            run_id="run-1",
+            sweep_uri=str(tmp_path / "sweep"),
+            runs_uri=str(tmp_path / "runs"),
+            table="unused",
+            batch_index=index,
+            batch_size=2,
+            approve=plan.sha256,
+        )
+        return delist_batch(batch, catalogue, SHIPPED_POLICY.parent)
+
+    # The findings are not read again: the recorded intents are what the batches apply.
+    (tmp_path / "sweep" / "findings.parquet").unlink()
+    results = [deliver(i) for i in range(3)]
+    assert [r.planned for r in results] == [2, 2, 1]
+    assert {r.plan_sha256 for r in results} == {plan.sha256}
+    assert all(r.outcomes == {"DELISTED": r.planned} for r in results)
+    parts = sorted(p.name for p in (tmp_path / "runs" / "run-1" / "outcomes").iterdir())
+    assert [p[:6] for p in parts] == ["b00000", "b00001", "b00002"]
+    # A batch delivered again finds its own outcomes and writes nothing.
+    assert deliver(1).outcomes == {"DELISTED": 2}
+    assert len(list((tmp_path / "runs" / "run-1" / "outcomes").iterdir())) == 3
+    # The whole run's records: one outcome per intent.
+    assert sorted(run.read_outcomes().column("listing_id").to_pylist()) == [
+        f"L-{i}" for i in range(5)
+    ]

@@ -41,7 +41,7 @@ from catalogue_purge.events import DelistBatch, DelistBatchResult
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.policy import SafetyLimits, load_policy
 from catalogue_purge.runstore import RunStore
-from catalogue_purge.sweep import live_recheck, read_sweep
+from catalogue_purge.sweep import findings_dataset, live_recheck, read_sweep_record
 
 
 class Outcome(StrEnum):
@@ -107,6 +107,26 @@ class Plan:
             ensure_ascii=False,
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @classmethod
+    def recorded(
+        cls, run_id: str, policy_id: str, policy_sha256: str, intents: pa.Table, sha256: str
+    ) -> Plan:
+        """A slice of a plan already recorded (one delist batch), known by the recorded hash
+        of the whole plan: what an approval names and what the run's record must match."""
+        plan = cls(
+            run_id,
+            policy_id,
+            policy_sha256,
+            tuple(
+                Intent(
+                    r["listing_id"], r["seller_id"], r["expected_updated_at"], tuple(r["rule_ids"])
+                )
+                for r in intents.to_pylist()
+            ),
+        )
+        plan.__dict__["sha256"] = sha256  # the cached property's value: the whole plan's hash
+        return plan
 
     def table(self) -> pa.Table:
         return pa.table(
@@ -413,27 +433,53 @@ def outcomes_by_listing(outcomes: pa.Table) -> dict[str, str]:
 
 
 def delist_batch(batch: DelistBatch, catalogue: Catalogue, policies_dir: Path) -> DelistBatchResult:
-    """The Delist Lambda's work: one batch of a sweep's plan, against the live catalogue."""
-    findings, record = read_sweep(batch.sweep_uri)
+    """The Delist Lambda's work: one batch of a sweep's plan, against the live catalogue.
+
+    When the run's plan is recorded (CloseSweep did, or an earlier batch), the batch reads only
+    its own intents and its own outcome parts, so a run of many batches reads its records once
+    rather than once per batch. Otherwise it plans from the findings, within the safety limits,
+    and records the plan first."""
+    record = read_sweep_record(batch.sweep_uri)
     policy = load_policy(policies_dir / f"{record['policy']['id']}.yaml")
     if policy.sha256 != record["policy"]["sha256"]:
         raise PlanMismatch(
             f"the deployed policy {policy.id} (sha256 {policy.sha256[:12]}) is not the one the "
             f"sweep used (sha256 {record['policy']['sha256'][:12]})"
         )
-    plan = plan_delistings(findings, batch.run_id, policy.id, policy.sha256)
+    run = RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA)
+    recorded_in = run.dry() if batch.dry_run else run
     start = batch.batch_index * batch.batch_size
-    result = apply_plan(
-        plan,
-        catalogue,
-        RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA),
-        live_recheck(policy, Matcher(policy)),
-        dry_run=batch.dry_run,
-        approve=batch.approve,
-        limits=policy.document.safety_limits,
-        swept=record["summary"]["rows_scanned"],
-        batch=(start, start + batch.batch_size),
-    )
+    recheck = live_recheck(policy, Matcher(policy))
+    if recorded_in.has_plan():
+        whole = recorded_in.read_plan()["sha256"]
+        plan = Plan.recorded(
+            batch.run_id,
+            policy.id,
+            policy.sha256,
+            recorded_in.read_intents(start, start + batch.batch_size),
+            whole,
+        )
+        result = apply_plan(
+            plan,
+            catalogue,
+            run.for_batch(batch.batch_index),
+            recheck,
+            dry_run=batch.dry_run,
+            approve=batch.approve,
+        )
+    else:
+        findings = findings_dataset(batch.sweep_uri).to_table()
+        result = apply_plan(
+            plan_delistings(findings, batch.run_id, policy.id, policy.sha256),
+            catalogue,
+            run.for_batch(batch.batch_index),
+            recheck,
+            dry_run=batch.dry_run,
+            approve=batch.approve,
+            limits=policy.document.safety_limits,
+            swept=record["summary"]["rows_scanned"],
+            batch=(start, start + batch.batch_size),
+        )
     return DelistBatchResult(
         run_id=batch.run_id,
         batch_index=batch.batch_index,

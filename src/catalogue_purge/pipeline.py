@@ -407,7 +407,7 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         )
     store = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA)
     (store.dry() if event.dry_run else store).record_plan(
-        plan.sha256, plan.table(), dry_run=event.dry_run
+        plan.sha256, plan.table(), dry_run=event.dry_run, row_group_size=event.batch_size
     )
     count = math.ceil(len(plan.intents) / event.batch_size)
     _write_json(f"{event.sweep_uri}/{BATCHES_FILE}", [{"batch_index": i} for i in range(count)])

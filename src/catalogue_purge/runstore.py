@@ -7,6 +7,8 @@ same code writes to moto locally and to S3 when deployed):
     <root>/intents.parquet        every intended action
     <root>/outcomes/part-*.parquet  one object per recorded chunk of outcomes (S3 puts are
                                   atomic: a part is there whole or not at all)
+    <root>/outcomes/b00012-*.parquet  the same, of one batch of the delist map: a batch reads
+                                  back only its own parts
 
 A dry run keeps its records under <root>/dry-run/, apart from the real ones.
 """
@@ -28,14 +30,24 @@ from catalogue_purge.storage import locate
 
 class RunStore:
     def __init__(
-        self, root: str, outcome_schema: pa.Schema, filesystem: pafs.FileSystem | None = None
+        self,
+        root: str,
+        outcome_schema: pa.Schema,
+        filesystem: pafs.FileSystem | None = None,
+        batch: int | None = None,
     ):
         self.fs, self.root = locate(root, filesystem)
         self.location = root.rstrip("/")
         self.outcome_schema = outcome_schema
+        self.batch = batch
+        self.part_prefix = "part" if batch is None else f"b{batch:05d}"
 
     def dry(self) -> RunStore:
-        return RunStore(f"{self.location}/dry-run", self.outcome_schema, self.fs)
+        return RunStore(f"{self.location}/dry-run", self.outcome_schema, self.fs, self.batch)
+
+    def for_batch(self, batch: int) -> RunStore:
+        """The same run, reading and writing only the outcome parts of one delist batch."""
+        return RunStore(self.location, self.outcome_schema, self.fs, batch)
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -43,7 +55,13 @@ class RunStore:
     def _exists(self, name: str) -> bool:
         return self.fs.get_file_info(self._path(name)).type == pafs.FileType.File
 
-    def record_plan(self, sha256: str, intents: pa.Table, dry_run: bool = False) -> None:
+    def record_plan(
+        self,
+        sha256: str,
+        intents: pa.Table,
+        dry_run: bool = False,
+        row_group_size: int | None = None,
+    ) -> None:
         """Write the intents before anything acts; refuse a different plan for the same run."""
         if self._exists("plan.json"):
             with self.fs.open_input_stream(self._path("plan.json")) as handle:
@@ -56,7 +74,13 @@ class RunStore:
             return
         if isinstance(self.fs, pafs.LocalFileSystem):
             self.fs.create_dir(self.root, recursive=True)
-        pq.write_table(intents, self._path("intents.parquet"), filesystem=self.fs)
+        # Row groups of one delist batch each: a batch reads only its own.
+        pq.write_table(
+            intents,
+            self._path("intents.parquet"),
+            filesystem=self.fs,
+            row_group_size=row_group_size,
+        )
         marker = {
             "sha256": sha256,
             "intents": intents.num_rows,
@@ -84,8 +108,26 @@ class RunStore:
         with self.fs.open_input_stream(self._path("done.json")) as handle:
             return dict(json.loads(handle.read()))
 
-    def read_intents(self) -> pa.Table:
-        return pq.read_table(self._path("intents.parquet"), filesystem=self.fs)
+    def has_plan(self) -> bool:
+        return self._exists("plan.json")
+
+    def read_intents(self, start: int = 0, stop: int | None = None) -> pa.Table:
+        """The intents [start, stop), reading only the row groups that hold them."""
+        with self.fs.open_input_file(self._path("intents.parquet")) as handle:
+            parquet = pq.ParquetFile(handle)
+            meta = parquet.metadata
+            stop = meta.num_rows if stop is None else min(stop, meta.num_rows)
+            groups, first_row, offset = [], None, 0
+            for index in range(meta.num_row_groups):
+                rows = meta.row_group(index).num_rows
+                if offset < stop and offset + rows > start:
+                    groups.append(index)
+                    first_row = offset if first_row is None else first_row
+                offset += rows
+            if not groups or first_row is None:
+                return parquet.schema_arrow.empty_table()
+            table = parquet.read_row_groups(groups)
+        return table.slice(start - first_row, stop - start)
 
     def append_outcomes(self, outcomes: pa.Table) -> None:
         if outcomes.num_rows == 0:
@@ -93,13 +135,17 @@ class RunStore:
         if isinstance(self.fs, pafs.LocalFileSystem):
             self.fs.create_dir(self._path("outcomes"), recursive=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        name = f"outcomes/part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"outcomes/{self.part_prefix}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
         pq.write_table(outcomes, self._path(name), filesystem=self.fs)
 
     def _outcome_parts(self) -> list[str]:
+        """Every part of the run, or a batch's own."""
         selector = pafs.FileSelector(self._path("outcomes"), allow_not_found=True)
+        own = "" if self.batch is None else f"{self.part_prefix}-"
         return sorted(
-            i.path for i in self.fs.get_file_info(selector) if i.path.endswith(".parquet")
+            i.path
+            for i in self.fs.get_file_info(selector)
+            if i.path.endswith(".parquet") and i.base_name.startswith(own)
         )
 
     def read_outcomes(self) -> pa.Table:
