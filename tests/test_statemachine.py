@@ -139,3 +139,46 @@ def test_a_run_held_by_the_safety_limits_then_approved(aws, tmp_path):
     other = start.model_copy(update={"approve": "0" * 64, "run_id": "held-2"})
     with pytest.raises(PurgeError, match="not the approved plan"):
         run_job(stack, other, environment=environment, workers=1)
+
+
+def test_a_dry_run_through_the_state_machine_changes_nothing(aws, tmp_path):
+    stack = Stack("dry", load_template())
+    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+    create_local(
+        stack,
+        {
+            "kms": boto3.client("kms"),
+            "s3": s3,
+            "dynamodb": dynamodb,
+            "events": boto3.client("events"),
+        },
+    )
+    generate_snapshot(tmp_path / "snapshot", rows=600, files=1, row_group_size=300, seed=8)
+    snapshot = tmp_path / "snapshot" / "part-00000.parquet"
+    s3.upload_file(str(snapshot), stack.physical["DataBucket"], "snapshots/latest/a.parquet")
+    start = StartRun(
+        policy_id="crypto-mining-2021",
+        snapshot_uri=f"s3://{stack.physical['DataBucket']}/snapshots/latest/",
+        as_of="2021-10-08T00:00:00+08:00",
+        dry_run=True,
+    )
+    assert start.resolved_run_id() == "purge-20211007T160000Z-dry-run"
+
+    def load_live(name: str, document: dict) -> None:
+        if name == "DelistBatches":
+            ids = read_sweep(document["plan"]["sweep_uri"])[0].column("listing_id").to_pylist()
+            put_listings(
+                dynamodb, stack.physical["ListingsTable"], _live_listings(str(snapshot), ids)
+            )
+
+    output = run_job(stack, start, workers=1, before_state=load_live)
+    assert "manifest" not in output and "penalties" not in output  # it ends at DryRunDone
+    planned = output["closed"]["planned"]
+    assert planned > 0
+    runs = f"s3://{stack.physical['DataBucket']}/runs/{start.resolved_run_id()}"
+    predicted = RunStore(runs, OUTCOME_SCHEMA).dry().read_outcomes()
+    assert predicted.num_rows == planned
+    assert RunStore(runs, OUTCOME_SCHEMA).read_outcomes().num_rows == 0
+    table = stack.physical["ListingsTable"]
+    statuses = {i["status"]["S"] for i in dynamodb.scan(TableName=table)["Items"]}
+    assert statuses == {"ACTIVE"}  # nothing was delisted

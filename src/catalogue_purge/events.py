@@ -40,7 +40,10 @@ class StartRun(BaseModel):
     batch_size: int = Field(default=10_000, gt=0, le=10_000)
 
     def resolved_run_id(self) -> str:
-        return self.run_id or f"{self.kind}-{self.as_of.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        """The run's id: given, or the kind and the as-of time (a dry run apart from the run
+        it rehearses, which it must not open first)."""
+        derived = f"{self.kind}-{self.as_of.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        return self.run_id or (f"{derived}-dry-run" if self.dry_run else derived)
 
 
 class Items(BaseModel):
