@@ -83,8 +83,9 @@ def test_one_notice_per_seller_with_its_reasons():
 def test_refused_notices_are_retried_and_none_is_sent_twice(tmp_path):
     store = RunStore(str(tmp_path / "notices"), NOTICE_SCHEMA)
     bus = FlakyBus({"S-3": 2, "S-7": 1})
-    sent, before = publish(notices(), bus, "bus", store, sleep=lambda s: None)
+    sent, before = publish(notices(), bus, "bus", store, sleep=lambda s: None, group=5)
     assert (sent, before) == (12, 0)
+    assert len(list((tmp_path / "notices" / "outcomes").iterdir())) == 3  # a record per group
     assert sorted(d["seller_id"] for d in bus.delivered) == sorted(f"S-{i}" for i in range(12))
 
     # The bus keeps refusing one seller: the step fails, the others stay recorded as sent.

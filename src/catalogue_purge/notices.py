@@ -1,11 +1,13 @@
 """Seller notices: after a run, one event per seller (EventBridge) with the statement of
 reasons for every delisting and the penalty, for the platform's notification service.
 
-Sent notices are recorded per seller under the run (runs/<run>/notices/); a run that repeats
-or resumes sends only what is not recorded. An entry PutEvents refuses is retried with backoff;
-one still refused fails the step with nothing lost (the recorded ones stay recorded, the rest go
-on the next attempt). Between a successful PutEvents and its record a crash could send a notice
-twice: every notice carries notice_id (run and seller) for the consumer to drop a duplicate.
+Notices go out in groups of 100 from a few threads, 10 per PutEvents call; each group is
+recorded per seller under the run (runs/<run>/notices/) as soon as it is sent, so a run that
+repeats or resumes sends only what is not recorded. An entry PutEvents refuses is retried with
+backoff; one still refused fails the step with nothing lost (the recorded ones stay recorded,
+the rest go on the next attempt). Between a successful PutEvents and its record a crash could
+send a notice twice: every notice carries notice_id (run and seller) for the consumer to drop
+a duplicate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,22 +86,21 @@ def build_notices(
     return notices
 
 
-def publish(
+def _send(
     notices: dict[str, dict],
+    sellers: list[str],
     events: Any,
     bus: str,
-    store: RunStore,
     *,
-    attempts: int = 5,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[int, int]:
-    """Send the notices not yet recorded; (sent now, sent before)."""
-    recorded = set(store.read_outcomes().column("seller_id").to_pylist())
-    todo = [s for s in notices if s not in recorded]
-    sent = 0
+    attempts: int,
+    sleep: Callable[[float], None],
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """One group of notices, 10 per PutEvents call, each entry retried until the bus takes it:
+    (sent with their event ids, refused)."""
+    done: list[tuple[str, str]] = []
     refused: list[str] = []
-    for start in range(0, len(todo), 10):  # PutEvents takes 10 entries at a time
-        pending = todo[start : start + 10]
+    for start in range(0, len(sellers), 10):  # PutEvents takes 10 entries at a time
+        pending = sellers[start : start + 10]
         for attempt in range(attempts):
             entries = [
                 {
@@ -110,16 +112,45 @@ def publish(
                 for s in pending
             ]
             answer = events.put_events(Entries=entries)["Entries"]
-            done = [
+            done += [
                 (s, a["EventId"]) for s, a in zip(pending, answer, strict=True) if "EventId" in a
             ]
-            _record(store, notices, done)
-            sent += len(done)
             pending = [s for s, a in zip(pending, answer, strict=True) if "EventId" not in a]
             if not pending:
                 break
             sleep(min(5.0, 0.1 * 2**attempt) * random.random())  # noqa: S311 (jitter)
-        refused.extend(pending)
+        refused += pending
+    return done, refused
+
+
+def publish(
+    notices: dict[str, dict],
+    events: Any,
+    bus: str,
+    store: RunStore,
+    *,
+    attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+    concurrency: int = 8,
+    group: int = 100,
+) -> tuple[int, int]:
+    """Send the notices not yet recorded, `group` at a time from `concurrency` threads, each
+    group recorded as soon as it is sent; (sent now, sent before)."""
+    recorded = set(store.read_outcomes().column("seller_id").to_pylist())
+    todo = [s for s in notices if s not in recorded]
+    groups = [todo[i : i + group] for i in range(0, len(todo), group)]
+    sent = 0
+    refused: list[str] = []
+
+    def send_and_record(sellers: list[str]) -> tuple[int, list[str]]:
+        done, left = _send(notices, sellers, events, bus, attempts=attempts, sleep=sleep)
+        _record(store, notices, done)
+        return len(done), left
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="notices") as pool:
+        for count, left in pool.map(send_and_record, groups):
+            sent += count
+            refused += left
     if refused:
         raise PurgeError(
             f"{len(refused)} notice(s) refused by the event bus after {attempts} attempts "
