@@ -33,15 +33,7 @@ def stack(aws):
     s3 = boto3.client("s3")
     if "catalogue-purge-data-123456789012" in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         pytest.skip("the sample stack already exists on this moto server")
-    create_local(
-        stack,
-        {
-            "kms": boto3.client("kms"),
-            "s3": s3,
-            "dynamodb": boto3.client("dynamodb"),
-            "events": boto3.client("events"),
-        },
-    )
+    create_local(stack)
     return stack
 
 

@@ -43,15 +43,7 @@ class World:
         self.tmp = tmp
         self.stack = Stack(f"resweep-{uuid.uuid4().hex[:6]}", load_template())
         self.s3, self.dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-        create_local(
-            self.stack,
-            {
-                "kms": boto3.client("kms"),
-                "s3": self.s3,
-                "dynamodb": self.dynamodb,
-                "events": boto3.client("events"),
-            },
-        )
+        create_local(self.stack)
         self.bucket = self.stack.physical["DataBucket"]
         # The shipped policy, but for its share limit: a catalogue of a few listings where
         # most are miners would be held back by it (tests/test_statemachine.py covers that).

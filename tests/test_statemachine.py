@@ -92,15 +92,7 @@ def test_a_run_held_by_the_safety_limits_then_approved(aws, tmp_path):
 
     stack = Stack("held", load_template())
     s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-    create_local(
-        stack,
-        {
-            "kms": boto3.client("kms"),
-            "s3": s3,
-            "dynamodb": dynamodb,
-            "events": boto3.client("events"),
-        },
-    )
+    create_local(stack)
     generate_snapshot(tmp_path / "snapshot", rows=1_500, files=1, row_group_size=500, seed=3)
     snapshot = tmp_path / "snapshot" / "part-00000.parquet"
     s3.upload_file(str(snapshot), stack.physical["DataBucket"], "snapshots/latest/a.parquet")
@@ -144,15 +136,7 @@ def test_a_run_held_by_the_safety_limits_then_approved(aws, tmp_path):
 def test_a_dry_run_through_the_state_machine_changes_nothing(aws, tmp_path):
     stack = Stack("dry", load_template())
     s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-    create_local(
-        stack,
-        {
-            "kms": boto3.client("kms"),
-            "s3": s3,
-            "dynamodb": dynamodb,
-            "events": boto3.client("events"),
-        },
-    )
+    create_local(stack)
     generate_snapshot(tmp_path / "snapshot", rows=600, files=1, row_group_size=300, seed=8)
     snapshot = tmp_path / "snapshot" / "part-00000.parquet"
     s3.upload_file(str(snapshot), stack.physical["DataBucket"], "snapshots/latest/a.parquet")

@@ -273,10 +273,7 @@ def run_local(
         f"catalogue-purge-{suffix}", load_template(), region=aws.client("s3").meta.region_name
     )
     s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
-    create_local(
-        stack,
-        {"kms": aws.client("kms"), "s3": s3, "dynamodb": dynamodb, "events": aws.client("events")},
-    )
+    create_local(stack)
     data_bucket = stack.physical["DataBucket"]
     table = stack.physical["ListingsTable"]
 

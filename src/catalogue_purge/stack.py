@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -20,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from catalogue_purge import aws
 from catalogue_purge.errors import PurgeError
 from catalogue_purge.policy import Policy
 
@@ -208,10 +208,10 @@ def schedule_parameters(policy: Policy) -> dict[str, str]:
     }
 
 
-def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
-    """Create the stack's keys, buckets, tables and event buses (see the module's docstring).
-    `clients`: boto3 clients by service name (kms, s3, dynamodb, events)."""
-    kms, s3, dynamodb = clients["kms"], clients["s3"], clients["dynamodb"]
+def create_local(stack: Stack) -> None:
+    """Create the stack's keys, buckets, tables and event buses (see the module's docstring)
+    at the configured endpoint."""
+    kms, s3, dynamodb = aws.client("kms"), aws.client("s3"), aws.client("dynamodb")
     for key in stack.of_type("AWS::KMS::Key"):
         props = stack.properties(key)
         options = {k: props[k] for k in ("KeySpec", "KeyUsage", "Description") if k in props}
@@ -223,7 +223,7 @@ def create_local(stack: Stack, clients: Mapping[str, Any]) -> None:
         create_table(dynamodb, stack, table)
     for bus in stack.of_type("AWS::Events::EventBus"):
         name = stack.resolve(stack.properties(bus)["Name"])
-        arn = clients["events"].create_event_bus(Name=name)["EventBusArn"]
+        arn = aws.client("events").create_event_bus(Name=name)["EventBusArn"]
         stack.physical[bus], stack.arns[bus] = name, arn
 
 
