@@ -39,7 +39,7 @@ from catalogue_purge.catalogue import (
 from catalogue_purge.errors import PlanMismatch, SafetyLimitExceeded
 from catalogue_purge.events import DelistBatch, DelistBatchResult
 from catalogue_purge.matcher import Matcher
-from catalogue_purge.policy import SafetyLimits, load_policy
+from catalogue_purge.policy import SafetyLimits, load_recorded
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.sweep import findings_dataset, live_recheck, read_sweep_record
 
@@ -440,12 +440,7 @@ def delist_batch(batch: DelistBatch, catalogue: Catalogue, policies_dir: Path) -
     rather than once per batch. Otherwise it plans from the findings, within the safety limits,
     and records the plan first."""
     record = read_sweep_record(batch.sweep_uri)
-    policy = load_policy(policies_dir / f"{record['policy']['id']}.yaml")
-    if policy.sha256 != record["policy"]["sha256"]:
-        raise PlanMismatch(
-            f"the deployed policy {policy.id} (sha256 {policy.sha256[:12]}) is not the one the "
-            f"sweep used (sha256 {record['policy']['sha256'][:12]})"
-        )
+    policy = load_recorded(policies_dir, record["policy"])
     run = RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA)
     recorded_in = run.dry() if batch.dry_run else run
     start = batch.batch_index * batch.batch_size

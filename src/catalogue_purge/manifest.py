@@ -40,7 +40,7 @@ from catalogue_purge import aws
 from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.policy import Policy, load_policy
+from catalogue_purge.policy import Policy, load_recorded
 from catalogue_purge.report import render_report
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.storage import locate
@@ -389,12 +389,7 @@ def finalize_run(
     """The FinalizeRun step: the sweep's findings and the run's recorded outcomes merged into
     the run's manifest, signed and chained."""
     record = read_sweep_record(sweep_uri)
-    policy = load_policy(policies_dir / f"{record['policy']['id']}.yaml")
-    if policy.sha256 != record["policy"]["sha256"]:
-        raise PurgeError(
-            f"policy {policy.id} on hand (sha256 {policy.sha256[:12]}) is not the one the sweep "
-            f"used (sha256 {record['policy']['sha256'][:12]})"
-        )
+    policy = load_recorded(policies_dir, record["policy"], error=PurgeError)
     store = RunStore(f"{runs_uri.rstrip('/')}/{run_id}", OUTCOME_SCHEMA)
     findings = findings_dataset(sweep_uri)
     outcomes = store.outcomes_dataset()

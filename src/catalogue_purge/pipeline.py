@@ -80,7 +80,7 @@ from catalogue_purge.penalties import (
     penalise,
     penalty_table,
 )
-from catalogue_purge.policy import Policy, load_policy
+from catalogue_purge.policy import Policy, load_policy, load_recorded
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.snapshot import Snapshot, open_snapshot
 from catalogue_purge.storage import exists, locate, read_bytes, write_bytes
@@ -117,21 +117,6 @@ def _write_json(uri: str, document: object) -> None:
 
 def _read_json(uri: str) -> dict:
     return dict(json.loads(read_bytes(uri)))
-
-
-def _policy(policies_dir: Path, identity: dict) -> Policy:
-    """The deployed policy, which must be the very one the run was opened with."""
-    policy = load_policy(policies_dir / f"{identity['id']}.yaml")
-    if (policy.sha256, policy.exemptions_sha256) != (
-        identity["sha256"],
-        identity.get("exemptions_sha256"),
-    ):
-        raise PlanMismatch(
-            f"policy {policy.id} on hand (sha256 {policy.sha256[:12]}) or its exemptions are not "
-            f"those the run was opened with (sha256 {identity['sha256'][:12]}); "
-            "start a new run with the new policy"
-        )
-    return policy
 
 
 @cache
@@ -301,7 +286,7 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
     sweeps again and writes the same findings."""
     started = time.perf_counter()
     run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
-    policy = _policy(policies_dir, run["policy"])
+    policy = load_recorded(policies_dir, run["policy"], exemptions=True)
     shard = event.shard
     whole = open_snapshot(shard.path, run["columns"])
     file = replace(
@@ -354,7 +339,7 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
     """CloseSweep: the shards' findings become the sweep; the plan is recorded (unless the
     policy's safety limits hold it back) and cut into batches for Map(delist)."""
     run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
-    policy = _policy(policies_dir, run["policy"])
+    policy = load_recorded(policies_dir, run["policy"], exemptions=True)
     if exists(f"{event.sweep_uri}/{SWEEP_FILE}"):
         findings = findings_dataset(event.sweep_uri).to_table()
         rows = read_sweep_record(event.sweep_uri)["summary"]["rows_scanned"]
@@ -473,7 +458,7 @@ def apply_penalties(
     moved up the ladder, at most once per run. Before it, nothing is penalised (and the
     manifest says so). A repeated or resumed step penalises no one twice."""
     run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
-    policy = _policy(policies_dir, run["policy"])
+    policy = load_recorded(policies_dir, run["policy"], exemptions=True)
     store = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}/penalties", PENALTY_SCHEMA)
     as_of = datetime.fromisoformat(run["as_of"])
     milestones = policy.document.milestones
@@ -514,7 +499,7 @@ def send_notices(event: SendNotices, policies_dir: Path, events: Any, bus: str) 
     """Notices: each seller's statement of reasons (delistings and penalty), one event per
     seller, each sent once per run (see notices.py)."""
     run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
-    policy = _policy(policies_dir, run["policy"])
+    policy = load_recorded(policies_dir, run["policy"], exemptions=True)
     runs = f"{event.runs_uri.rstrip('/')}/{event.run_id}"
     findings = findings_dataset(event.sweep_uri).to_table()
     outcomes = RunStore(runs, OUTCOME_SCHEMA).read_outcomes()

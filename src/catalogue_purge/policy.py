@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from catalogue_purge.errors import PolicyError
+from catalogue_purge.errors import PlanMismatch, PolicyError, PurgeError
 
 CATEGORY_SEPARATOR = " > "
 CATEGORY_RULE_PREFIX = "category:"
@@ -436,6 +436,28 @@ def _load_exemptions(path: Path, document: PolicyDocument) -> tuple[tuple[Exempt
     if problems:
         raise PolicyError(str(path), problems)
     return tuple(parsed.exemptions), hashlib.sha256(data).hexdigest()
+
+
+def load_recorded(
+    policies_dir: Path,
+    identity: dict,
+    *,
+    exemptions: bool = False,
+    error: type[PurgeError] = PlanMismatch,
+) -> Policy:
+    """The policy on hand (policies_dir/<id>.yaml) that a run recorded as `identity` (id,
+    sha256, exemptions_sha256), refusing any other version, and with `exemptions` any other
+    exemptions too."""
+    policy = load_policy(policies_dir / f"{identity['id']}.yaml")
+    on_hand = (policy.sha256, policy.exemptions_sha256 if exemptions else None)
+    recorded = (identity["sha256"], identity.get("exemptions_sha256") if exemptions else None)
+    if on_hand != recorded:
+        raise error(
+            f"policy {policy.id} on hand (sha256 {policy.sha256[:12]}) or its exemptions are not "
+            f"those the run used (sha256 {identity['sha256'][:12]}); "
+            "start a new run with the new policy"
+        )
+    return policy
 
 
 def category_rule_id(path: str) -> str:
