@@ -180,24 +180,31 @@ def run_folder(policy_id: str, run_id: str) -> str:
     return f"runs/{policy_id}/{run_id}"
 
 
-def latest_digest(
+def _complete_runs(
     fs: pafs.FileSystem, base: str, policy_id: str, excluding: str
-) -> tuple[int, str] | None:
-    """The (sequence, SHA-256 of digest.json) of the policy's latest complete run."""
+) -> list[tuple[int, str, bytes]]:
+    """The policy's complete runs (those with a digest.json), newest first: (sequence,
+    folder, digest.json)."""
     selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
-    best: tuple[int, str] | None = None
+    runs = []
     for info in fs.get_file_info(selector):
+        path = f"{info.path}/digest.json"
         if info.type != pafs.FileType.Directory or info.base_name == excluding:
             continue
-        path = f"{info.path}/digest.json"
         if fs.get_file_info(path).type != pafs.FileType.File:
             continue
         with fs.open_input_stream(path) as handle:
             data = handle.read()
-        sequence = int(json.loads(data)["sequence"])
-        if best is None or sequence > best[0]:
-            best = (sequence, _sha256(data))
-    return best
+        runs.append((int(json.loads(data)["sequence"]), info.path, data))
+    return sorted(runs, key=lambda run: run[0], reverse=True)
+
+
+def latest_digest(
+    fs: pafs.FileSystem, base: str, policy_id: str, excluding: str
+) -> tuple[int, str] | None:
+    """The (sequence, SHA-256 of digest.json) of the policy's latest complete run."""
+    runs = _complete_runs(fs, base, policy_id, excluding)
+    return (runs[0][0], _sha256(runs[0][2])) if runs else None
 
 
 def latest_manifest(
@@ -206,23 +213,12 @@ def latest_manifest(
     """manifest.json of the policy's latest complete run of one of `kinds` (a reinstatement
     sweeps nothing), other than `excluding`."""
     fs, base = locate(root)
-    selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
-    best: tuple[int, dict] | None = None
-    for info in fs.get_file_info(selector):
-        digest_path = f"{info.path}/digest.json"
-        if info.type != pafs.FileType.Directory or info.base_name == excluding:
-            continue
-        if fs.get_file_info(digest_path).type != pafs.FileType.File:
-            continue
-        with fs.open_input_stream(digest_path) as handle:
-            sequence = int(json.loads(handle.read())["sequence"])
-        if best is not None and sequence <= best[0]:
-            continue
-        with fs.open_input_stream(f"{info.path}/manifest.json") as handle:
-            manifest = json.loads(handle.read())
+    for _, folder, _ in _complete_runs(fs, base, policy_id, excluding):
+        with fs.open_input_stream(f"{folder}/manifest.json") as handle:
+            manifest = dict(json.loads(handle.read()))
         if manifest.get("kind", "purge") in kinds:
-            best = (sequence, manifest)
-    return best[1] if best else None
+            return manifest
+    return None
 
 
 def write_manifest(
