@@ -21,9 +21,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import pyarrow as pa
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from catalogue_purge.errors import PurgeError
@@ -300,35 +302,17 @@ class Ledger:
         )
 
 
+_SERIALIZER, _DESERIALIZER = TypeSerializer(), TypeDeserializer()
+
+
 def _typed(values: dict) -> dict:
-    out: dict[str, dict] = {}
-    for key, value in values.items():
-        if value is None:
-            out[key] = {"NULL": True}
-        elif isinstance(value, bool):
-            out[key] = {"BOOL": value}
-        elif isinstance(value, int):
-            out[key] = {"N": str(value)}
-        elif isinstance(value, list):
-            out[key] = {"L": [{"S": str(v)} for v in value]}
-        else:
-            out[key] = {"S": str(value)}
-    return out
+    return {key: _SERIALIZER.serialize(value) for key, value in values.items()}
 
 
 def _plain(item: dict) -> dict:
-    out: dict[str, Any] = {}
-    for key, typed in item.items():
-        ((kind, value),) = typed.items()
-        if kind == "N":
-            out[key] = int(value)
-        elif kind == "L":
-            out[key] = [v["S"] for v in value]
-        elif kind == "NULL":
-            out[key] = None
-        else:
-            out[key] = value
-    return out
+    """An item as Python values; DynamoDB numbers (Decimal) as the ints the ledger stores."""
+    plain = {key: _DESERIALIZER.deserialize(value) for key, value in item.items()}
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in plain.items()}
 
 
 def _penalty_from_record(record: dict, seller_id: str) -> Penalty:
