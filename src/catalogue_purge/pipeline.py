@@ -404,6 +404,9 @@ def finalize(
 ) -> RunFinalized:
     """FinalizeRun: the manifest. Delivered again after it was written, it answers with the
     manifest already there (the same plan), never a second one."""
+    record = read_sweep_record(event.sweep_uri)
+    folder = f"{manifests_root.rstrip('/')}/{run_folder(record['policy']['id'], event.run_id)}"
+    run = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA)
     try:
         manifest = finalize_run(
             event.sweep_uri,
@@ -415,21 +418,18 @@ def finalize(
             kind=event.kind,
         )
     except ManifestExists:
-        record = read_sweep_record(event.sweep_uri)
-        folder = f"{manifests_root.rstrip('/')}/{run_folder(record['policy']['id'], event.run_id)}"
         manifest = _read_json(f"{folder}/manifest.json")
-        plan = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA).read_plan()
-        if manifest["plan_sha256"] != plan["sha256"] or not exists(f"{folder}/digest.json"):
+        if manifest["plan_sha256"] != run.read_plan()["sha256"] or not exists(
+            f"{folder}/digest.json"
+        ):
             raise
-    record = read_sweep_record(event.sweep_uri)
-    folder = f"{manifests_root.rstrip('/')}/{run_folder(record['policy']['id'], event.run_id)}"
     # What this run delisted joins the policy's history, for the relists of later runs.
     record_delisted(
         _data_root(event.sweep_uri),
         record["policy"]["id"],
         event.run_id,
         findings_dataset(event.sweep_uri).to_table(columns=["listing_id", "seller_id", "title"]),
-        RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA).read_outcomes(),
+        run.read_outcomes(),
     )
     return RunFinalized(
         run_id=event.run_id,
@@ -440,11 +440,8 @@ def finalize(
 
 
 def _data_root(sweep_uri: str) -> str:
-    return (
-        f"s3://{_split(sweep_uri)[0]}"
-        if sweep_uri.startswith("s3://")
-        else str(Path(sweep_uri).parent.parent)
-    )
+    """The data bucket a run's sweep lies in (sweep_location)."""
+    return f"s3://{_split(sweep_uri)[0]}"
 
 
 def apply_penalties(
