@@ -145,6 +145,17 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
         vase,
     ]
     world.live(s1)
+    # The platform's notification service, as a queue subscribed to the notices bus.
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    queue = sqs.create_queue(QueueName=f"notices-{world.stack.name}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    bus = world.stack.physical["NoticesBus"]
+    events.put_rule(
+        Name="to-queue", EventBusName=bus, EventPattern='{"source": ["catalogue-purge"]}'
+    )
+    events.put_targets(
+        Rule="to-queue", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn["QueueArn"]}]
+    )
 
     # 1. The cutoff purge: delisting only, before the penalty date.
     first = world.run(
@@ -192,6 +203,19 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
     assert table["A"]["step_before"] is None and table["A"]["listings"] == ["A2"]
     assert "evasion" in table["A"]["reason"]
     assert second["notices"]["sellers"] == 2
+    received = []
+    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+        received += [json.loads(m["Body"])["detail"] for m in batch]
+        sqs.delete_message_batch(
+            QueueUrl=queue,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
+        )
+    notice = next(n for n in received if n["notice_id"] == "resweep-2:A")
+    assert notice["manifest"] == second["manifest"]["manifest"]
+    assert notice["penalty"]["step_after"] == "store-blocked"
+    assert [d["listing_id"] for d in notice["delistings"]] == ["A2"]
     delisted = world.table("resweep-2", "delisted", "listing_id")
     assert delisted["A2"]["relist"] and delisted["A2"]["relist_of"] == "A1"
 

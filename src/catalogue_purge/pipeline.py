@@ -65,10 +65,10 @@ from catalogue_purge.history import (
 from catalogue_purge.manifest import (
     ManifestExists,
     Signer,
-    build_tables,
     finalize_run,
     latest_manifest,
     run_folder,
+    stream_tables,
 )
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.notices import NOTICE_SCHEMA, build_notices, publish
@@ -500,8 +500,10 @@ def send_notices(event: SendNotices, policies_dir: Path, events: Any, bus: str) 
     runs = f"{event.runs_uri.rstrip('/')}/{event.run_id}"
     findings = findings_dataset(event.sweep_uri).to_table()
     outcomes = RunStore(runs, OUTCOME_SCHEMA).read_outcomes()
-    delisted = build_tables(findings, outcomes, policy, datetime.fromisoformat(run["as_of"]))
+    # Only the delisted table: the review findings get no notice.
+    delisted = stream_tables(findings, outcomes, policy, datetime.fromisoformat(run["as_of"]))
+    rows = [row for part in delisted["delisted"] for row in part.to_pylist()]
     penalties = RunStore(f"{runs}/penalties", PENALTY_SCHEMA).read_outcomes()
-    notices = build_notices(run, delisted["delisted"].to_pylist(), penalties.to_pylist(), None)
+    notices = build_notices(run, rows, penalties.to_pylist(), event.manifest)
     sent, before = publish(notices, events, bus, RunStore(f"{runs}/notices", NOTICE_SCHEMA))
     return NoticesSent(run_id=event.run_id, sellers=len(notices), sent=sent, already_sent=before)
