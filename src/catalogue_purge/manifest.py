@@ -40,9 +40,11 @@ from catalogue_purge import aws
 from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
+from catalogue_purge.penalties import PENALTY_SCHEMA
 from catalogue_purge.policy import Policy, load_recorded
 from catalogue_purge.report import render_report
 from catalogue_purge.runstore import RunStore
+from catalogue_purge.stack import Stack, create_bucket, load_template
 from catalogue_purge.storage import locate
 from catalogue_purge.sweep import findings_dataset, read_sweep_record
 
@@ -399,8 +401,6 @@ def finalize_run(
         )
     decided_at = datetime.fromisoformat(record["as_of"])
     tables: dict[str, Any] = dict(stream_tables(findings, outcomes, policy, decided_at))
-    from catalogue_purge.penalties import PENALTY_SCHEMA  # noqa: PLC0415
-
     penalties = RunStore(f"{runs_uri.rstrip('/')}/{run_id}/penalties", PENALTY_SCHEMA)
     penalties_record = penalties.read_marker()
     if penalties_record is not None:
@@ -435,8 +435,6 @@ def create_manifests_bucket(
     mode, encrypted with KMS, public access blocked), under another name: for the tests and
     tools. moto's server speaks plain HTTP and enforces bucket policies, so they pass
     tls_only=False; deployments get the bucket and its TLS-only policy from the template."""
-    from catalogue_purge.stack import Stack, create_bucket, load_template  # noqa: PLC0415
-
     stack = Stack(
         "local", load_template(), parameters={"ManifestRetentionDays": str(retention_days)}
     )
