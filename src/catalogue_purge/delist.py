@@ -327,6 +327,34 @@ def limit_breaches(plan: Plan, limits: SafetyLimits, swept: int) -> list[str]:
     return breaches
 
 
+def held_back(
+    plan: Plan,
+    *,
+    approve: str | None,
+    limits: SafetyLimits | None,
+    swept: int,
+    dry_run: bool,
+    then: str,
+) -> str | None:
+    """Why the plan may not be applied: it breaks the policy's safety limits and is not
+    approved (`then`, with {sha}, says how to approve it). None when it may; an approval of
+    another plan is refused outright."""
+    if approve is not None and approve != plan.sha256:
+        raise PlanMismatch(
+            f"plan {plan.sha256} is not the approved plan {approve}; nothing was delisted"
+        )
+    if approve is not None or limits is None or dry_run:
+        return None
+    breaches = limit_breaches(plan, limits, swept)
+    if not breaches:
+        return None
+    return (
+        "nothing was delisted: the plan breaks the policy's safety limits ("
+        + "; ".join(breaches)
+        + f"). Review it, then {then.format(sha=plan.sha256)}"
+    )
+
+
 def apply_plan(
     plan: Plan,
     catalogue: Catalogue,
@@ -348,18 +376,16 @@ def apply_plan(
     (start, end) applies only those intents of the plan (one Map iteration of the state
     machine); the report then counts that batch."""
     started = time.perf_counter()
-    if approve is not None and approve != plan.sha256:
-        raise PlanMismatch(
-            f"plan {plan.sha256} is not the approved plan {approve}; nothing was delisted"
-        )
-    if approve is None and limits is not None and not dry_run:
-        breaches = limit_breaches(plan, limits, swept)
-        if breaches:
-            raise SafetyLimitExceeded(
-                "nothing was delisted: the plan breaks the policy's safety limits ("
-                + "; ".join(breaches)
-                + f"). Review it, then apply it with --approve {plan.sha256}"
-            )
+    reason = held_back(
+        plan,
+        approve=approve,
+        limits=limits,
+        swept=swept,
+        dry_run=dry_run,
+        then="apply it with --approve {sha}",
+    )
+    if reason:
+        raise SafetyLimitExceeded(reason)
     if dry_run:
         store = store.dry()
     store.record_plan(plan.sha256, plan.table(), dry_run=dry_run)

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from catalogue_purge.delist import OUTCOME_SCHEMA, limit_breaches, plan_delistings
+from catalogue_purge.delist import OUTCOME_SCHEMA, held_back, plan_delistings
 from catalogue_purge.errors import PlanMismatch, PurgeError
 from catalogue_purge.events import (
     ApplyPenalties,
@@ -369,24 +369,21 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         )
     plan = plan_delistings(findings, event.run_id, policy.id, policy.sha256)
     bucket, key = _split(f"{event.sweep_uri}/{BATCHES_FILE}")
-    if event.approve is not None and event.approve != plan.sha256:
-        raise PlanMismatch(
-            f"plan {plan.sha256} is not the approved plan {event.approve}; nothing was delisted"
-        )
     closed = {
         "run_id": event.run_id,
         "findings": findings.num_rows,
         "planned": len(plan.intents),
         "plan_sha256": plan.sha256,
     }
-    limits = policy.document.safety_limits
-    breaches = [] if event.approve or event.dry_run else limit_breaches(plan, limits, rows)
-    if breaches:
-        reason = (
-            "nothing was delisted: the plan breaks the policy's safety limits ("
-            + "; ".join(breaches)
-            + f"). Review it, then start the run again with approve={plan.sha256}"
-        )
+    reason = held_back(
+        plan,
+        approve=event.approve,
+        limits=policy.document.safety_limits,
+        swept=rows,
+        dry_run=event.dry_run,
+        then="start the run again with approve={sha}",
+    )
+    if reason:
         return SweepClosed(
             **closed, held=True, reason=reason, batches=Items(bucket=bucket, key=key, count=0)
         )
