@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -166,17 +166,16 @@ class Functions:
         self.progress = progress
         self.workers = workers or os.cpu_count() or 1
         self._processes: ProcessPoolExecutor | None = None
-        self._environment: AbstractContextManager[None] = function_environment({})
+        self._scope = ExitStack()
 
     def __enter__(self) -> Functions:
-        self._environment = function_environment(self.environment)
-        self._environment.__enter__()
+        self._scope.enter_context(function_environment(self.environment))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._processes is not None:
             self._processes.shutdown(cancel_futures=True)
-        self._environment.__exit__(None, None, None)
+        self._scope.close()
 
     def invoke(self, function: str, payload: dict) -> dict:
         return invoke_handler(self.stack.handler(function), payload)
