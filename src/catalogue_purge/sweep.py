@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time as _time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -377,38 +375,15 @@ def classify(
 
 
 def write_findings(result: SweepResult, out_dir: str | Path) -> Path:
-    """Write DIR/findings.parquet and DIR/sweep.json, each atomically (temp file, then rename),
-    so a failed sweep never leaves a findings file that looks complete."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / FINDINGS_FILE
-    temporary: list[Path] = []
-    try:
-        fd, name = tempfile.mkstemp(prefix=".findings-", suffix=".parquet", dir=out)
-        os.close(fd)
-        tmp = Path(name)
-        temporary.append(tmp)
-        pq.write_table(result.findings, tmp, compression="zstd")
-        record = result.record(_sha256(tmp))
-        fd, name = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
-        tmp_json = Path(name)
-        temporary.append(tmp_json)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2, ensure_ascii=False, default=str)
-        os.replace(tmp, target)
-        os.replace(tmp_json, out / SWEEP_FILE)
-    finally:
-        for leftover in temporary:
-            leftover.unlink(missing_ok=True)
-    return target
+    """Write DIR/findings.parquet and DIR/sweep.json (publish_sweep): the findings file."""
+    publish_sweep(result, str(out_dir))
+    return Path(out_dir) / FINDINGS_FILE
 
 
 def publish_sweep(result: SweepResult, location: str) -> None:
-    """findings.parquet then sweep.json at a local folder or an s3:// prefix. sweep.json, the
-    record, is written last: a sweep without it is not complete."""
-    if not location.startswith("s3://"):
-        write_findings(result, location)
-        return
+    """findings.parquet then sweep.json at a local folder or an s3:// prefix, each written
+    whole (a temporary name and a rename locally, one PUT on S3). sweep.json, the record, is
+    written last: a sweep without it is not complete."""
     sink = pa.BufferOutputStream()
     pq.write_table(result.findings, sink, compression="zstd")
     data = sink.getvalue().to_pybytes()
@@ -417,14 +392,6 @@ def publish_sweep(result: SweepResult, location: str) -> None:
     record = result.record(hashlib.sha256(data).hexdigest())
     text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
     write_bytes(f"{base}/{SWEEP_FILE}", text.encode())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_findings(out_dir: str | Path) -> pa.Table:
