@@ -123,13 +123,11 @@ class AccountService(Protocol):
 @dataclass
 class InMemoryAccounts:
     steps: dict[tuple[str, str], str | None] = field(default_factory=dict)
-    calls: list[tuple[str, str | None, str]] = field(default_factory=list)
 
     def set_step(
         self, seller_id: str, policy_id: str, step: str | None, run_id: str, reason: str
     ) -> None:
         self.steps[(seller_id, policy_id)] = step
-        self.calls.append((seller_id, step, run_id))
 
 
 @dataclass
