@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from catalogue_purge.matcher import Matcher
-from catalogue_purge.normalise import normalise
+from catalogue_purge.normalise import normalise, normalise_array
 from catalogue_purge.policy import load_policy
 from catalogue_purge.sweep import match_listings
 
@@ -26,6 +26,26 @@ from .evaluation.labelled import load_listings
 )
 def test_normalise(raw, expected):
     assert normalise(raw) == expected
+
+
+def test_normalise_array_equals_normalise_row_by_row():
+    # Plain ASCII rows take Arrow's kernels, the others normalise(): both must agree.
+    texts = [
+        "Antminer S19 Pro -- 110TH/s!!",
+        "  GPU_rig (6x RTX 3080) ",
+        "ＡＮＴＭＩＮＥＲ Ｓ１９",
+        "Antminer&nbsp;S19",
+        "<b>ASIC</b> miner",
+        "Minería de Bitcoin",
+        "蚂蚁antminer矿机",
+        "Straße ΣΊΣΥΦΟΣ",
+        "an\u200btminer",
+        "",
+        None,
+        "...",
+        "tab\tand\nnewline",
+    ]
+    assert normalise_array(pa.array(texts)).to_pylist() == [normalise(t) for t in texts]
 
 
 def rules_fired(

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogue_purge.errors import PolicyError
-from catalogue_purge.normalise import normalise, strip_accents
+from catalogue_purge.normalise import normalise, normalise_array, strip_accents
 from catalogue_purge.policy import Field_, Policy, TextRule
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
@@ -323,9 +323,15 @@ class Matcher:
             _screen_patterns(anchors + other_anchors, screen_regexes), _SCREEN_FLAGS
         )
         self._literal_keys = list(literals)
-        self._literal_targets = [sorted(literals[k]) for k in self._literal_keys]
+        targets = [sorted(literals[k]) for k in self._literal_keys]
+        # The patterns each literal stands for, flat: literal i -> values[starts[i]:][:counts[i]]
+        self._literal_target_counts = np.array([len(t) for t in targets], dtype=np.int64)
+        self._literal_target_starts = np.concatenate(
+            [[0], np.cumsum(self._literal_target_counts)[:-1]]
+        ).astype(np.int64)
+        self._literal_target_values = np.array([i for t in targets for i in t], dtype=np.int64)
         self._literal_db = self._compile([_escape_bytes(k) for k in self._literal_keys], 0)
-        self._regex_db_targets = [[i] for i in policy_regexes]
+        self._regex_db_pattern = np.array(policy_regexes, dtype=np.int64)
         self._regex_db = (
             self._compile([self.patterns[i].term.encode() for i in policy_regexes], _MATCH_FLAGS)
             if policy_regexes
@@ -335,6 +341,7 @@ class Matcher:
         distinct: dict[str, int] = {}
         self._unique_of = [distinct.setdefault(source, len(distinct)) for source in self._sources]
         self._unique_regexes = [re.compile(source) for source in distinct]
+        self._unique_of_array = np.array(self._unique_of, dtype=np.int64)
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
 
@@ -398,13 +405,19 @@ class Matcher:
     def _rows_with_hits(
         self, db: hyperscan.Database, name: str, column: pa.Array | pa.ChunkedArray
     ) -> np.ndarray:
-        if isinstance(column, pa.ChunkedArray):
-            # DuckDB hands a UDF one chunk: take it as it is rather than copy it.
-            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        column = _one_chunk(column)
+        mask = np.zeros(len(column), dtype=bool)
+        mask[self._scan_column(db, name, column)[1]] = True
+        return mask
+
+    def _scan_column(
+        self, db: hyperscan.Database, name: str, column: pa.Array
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scan a string column's data buffer in one call: (pattern id, row) of every hit."""
+        none = np.zeros(0, dtype=np.int64)
         n = len(column)
-        mask = np.zeros(n, dtype=bool)
         if n in (0, column.null_count):
-            return mask
+            return none, none
         if pa.types.is_large_string(column.type):
             offset_type: type = np.int64
         else:
@@ -413,77 +426,79 @@ class Matcher:
             offset_type = np.int32
         _, offsets_buf, data_buf = column.buffers()
         if data_buf is None:
-            return mask
+            return none, none
         width = np.dtype(offset_type).itemsize
         offsets: np.ndarray = np.frombuffer(
             offsets_buf, dtype=offset_type, count=n + 1, offset=column.offset * width
         )
         start, end = int(offsets[0]), int(offsets[-1])
         if end == start:
-            return mask
-        ends: list[int] = []
+            return none, none
+        found: list[tuple[int, int]] = []
         # The data buffer holds the rows back to back; a hit's end offset tells its row.
         db.scan(
             cast(bytes, memoryview(data_buf)[start:end]),  # any buffer; the stub says bytes
-            match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to),
+            match_event_handler=lambda pid, _from, to, _flags, _ctx: found.append((pid, to)),
             scratch=self._scratch(name, db),
         )
-        if ends:
-            positions = np.asarray(ends, dtype=np.int64) + (start - 1)
-            mask[np.searchsorted(offsets, positions, side="right") - 1] = True
-        return mask
+        if not found:
+            return none, none
+        hits = np.asarray(found, dtype=np.int64)
+        rows = np.searchsorted(offsets, hits[:, 1] + (start - 1), side="right") - 1
+        return hits[:, 0], rows
 
     # Stage 2 -----------------------------------------------------------------------------
 
     def match_texts(self, texts: Sequence[str | None]) -> list[list[tuple[int, str]]]:
         """For each text, the (pattern index, matched normalised text) hits."""
-        normal = [normalise(t) for t in texts]
-        candidates: list[set[int]] = [set() for _ in normal]
+        rows, pattern_ids, matched = self._match_array(pa.array(texts, pa.large_string()))
+        hits: list[list[tuple[int, str]]] = [[] for _ in texts]
+        for row, pid, text in zip(rows.tolist(), pattern_ids.tolist(), matched, strict=True):
+            hits[row].append((pid, text))
+        return hits
+
+    def _match_array(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The hits in a column of raw texts: row, pattern index and matched normalised text,
+        ordered by row then pattern."""
+        normal = normalise_array(texts)
         # Literals are found in the text with its spaces squeezed out, so "ant miner" and
         # "a n t m i n e r" both hold "antminer"; the precise pattern then checks the spacing
         # and the word boundaries on the normalised text.
-        squashed = [t.replace(" ", "") for t in normal]
-        self._scan_rows(self._literal_db, "literal", squashed, candidates, self._literal_targets)
-        if self._regex_db is not None:
-            self._scan_rows(self._regex_db, "regex", normal, candidates, self._regex_db_targets)
-        hits: list[list[tuple[int, str]]] = [[] for _ in normal]
-        unique_of, compiled = self._unique_of, self._unique_regexes
-        for row, pids in enumerate(candidates):
-            if not pids:
-                continue
-            text = normal[row]
-            searched: dict[int, str | None] = {}
-            for pid in sorted(pids):
-                u = unique_of[pid]
-                if u not in searched:
-                    found = compiled[u].search(text)
-                    searched[u] = found.group(0).strip() if found is not None else None
-                if (matched := searched[u]) is not None:
-                    hits[row].append((pid, matched))
-        return hits
-
-    def _scan_rows(
-        self,
-        db: hyperscan.Database,
-        name: str,
-        texts: list[str],
-        out: list[set[int]],
-        targets: list[list[int]],
-    ) -> None:
-        encoded = [t.encode() for t in texts]
-        starts = np.cumsum([0] + [len(t) + 1 for t in encoded])
-        found: list[tuple[int, int]] = []
-        db.scan(
-            b"\n".join(encoded),
-            match_event_handler=lambda pid, _frm, to, _f, _c: found.append((pid, to)),
-            scratch=self._scratch(name, db),
+        squashed = pc.replace_substring(normal, " ", "")
+        literal_ids, literal_rows = self._scan_column(
+            self._literal_db, "literal", _terminated(squashed)
         )
-        if not found:
-            return
-        ids, ends = zip(*found, strict=True)
-        rows = np.searchsorted(starts, np.asarray(ends) - 1, side="right") - 1
-        for pid, row in zip(ids, rows.tolist(), strict=True):
-            out[row].update(targets[pid])
+        # Each literal stands for the patterns it is a spelling of.
+        counts = self._literal_target_counts[literal_ids]
+        rows = np.repeat(literal_rows, counts)
+        before = np.cumsum(counts) - counts  # where each literal's patterns start in the result
+        at = np.repeat(self._literal_target_starts[literal_ids] - before, counts)
+        pids = self._literal_target_values[at + np.arange(len(rows))]
+        if self._regex_db is not None:
+            regex_ids, regex_rows = self._scan_column(self._regex_db, "regex", _terminated(normal))
+            rows = np.concatenate([rows, regex_rows])
+            pids = np.concatenate([pids, self._regex_db_pattern[regex_ids]])
+        if len(rows) == 0:
+            return rows, pids, []
+        # One search per listing and distinct precise regex (a term in several rules shares
+        # one), then every candidate pattern takes its regex's answer.
+        n_unique = len(self._unique_regexes)
+        pairs = np.unique(rows * len(self.patterns) + pids)
+        rows, pids = np.divmod(pairs, len(self.patterns))
+        keys = rows * n_unique + self._unique_of_array[pids]
+        searches, which = np.unique(keys, return_inverse=True)
+        with_hits = np.unique(rows)
+        texts_of = normal.take(pa.array(with_hits)).to_pylist()
+        text_index = {row: i for i, row in enumerate(with_hits.tolist())}
+        compiled = self._unique_regexes
+        answers: list[str | None] = []
+        for key in searches.tolist():
+            row, u = divmod(key, n_unique)
+            found = compiled[u].search(texts_of[text_index[row]])
+            answers.append(found.group(0).strip() if found is not None else None)
+        matched = [answers[i] for i in which.tolist()]
+        keep = np.fromiter((m is not None for m in matched), dtype=bool, count=len(matched))
+        return rows[keep], pids[keep], [m for m in matched if m is not None]
 
     # Tables for the SQL that decides which rules fire (sql/fire_rules.sql) -----------------
 
@@ -491,28 +506,27 @@ class Matcher:
         self, listing_ids: pa.Array, titles: pa.Array, descriptions: pa.Array
     ) -> pa.Table:
         """Every pattern found in the listings: listing_id, pattern_id, field, text."""
-        columns: dict[str, list] = {"listing_id": [], "pattern_id": [], "field": [], "text": []}
-        newline = pa.scalar("\n", pa.large_string())
+        parts = []
         for field_name, column in (("title", titles), ("description", descriptions)):
-            texts = column.cast(pa.large_string())
-            terminated = pc.binary_join_element_wise(
-                texts, newline, pa.scalar("", pa.large_string())
+            texts = _one_chunk(column).cast(pa.large_string())
+            screened = np.flatnonzero(
+                self._rows_with_hits(self._field_db, "field", _terminated(texts))
             )
-            rows = pa.array(
-                np.flatnonzero(self._rows_with_hits(self._field_db, "field", terminated))
-            )
-            if len(rows) == 0:
+            if len(screened) == 0:
                 continue
-            ids = listing_ids.take(rows).to_pylist()
-            for listing_id, hits in zip(
-                ids, self.match_texts(texts.take(rows).to_pylist()), strict=True
-            ):
-                for pid, text in hits:
-                    columns["listing_id"].append(listing_id)
-                    columns["pattern_id"].append(pid)
-                    columns["field"].append(field_name)
-                    columns["text"].append(text)
-        return pa.table(columns, schema=HITS_SCHEMA)
+            rows, pattern_ids, matched = self._match_array(texts.take(pa.array(screened)))
+            parts.append(
+                pa.table(
+                    {
+                        "listing_id": _one_chunk(listing_ids).take(pa.array(screened[rows])),
+                        "pattern_id": pa.array(pattern_ids, pa.int32()),
+                        "field": pa.array([field_name] * len(matched), pa.string()),
+                        "text": pa.array(matched, pa.string()),
+                    },
+                    schema=HITS_SCHEMA,
+                )
+            )
+        return pa.concat_tables(parts) if parts else HITS_SCHEMA.empty_table()
 
     def patterns_table(self) -> pa.Table:
         """pattern_id, rule_id, role, term, and the fields where a term counts."""
@@ -545,6 +559,21 @@ class Matcher:
             for rule in self.policy.rules_for(None if country == "*" else country)
         ]
         return pa.Table.from_pylist(rows, schema=RULE_SCOPE_SCHEMA)
+
+
+def _terminated(texts: pa.Array) -> pa.Array:
+    """Each text followed by a newline, so that no literal spans two rows of the buffer."""
+    empty = pa.scalar("", pa.large_string())
+    return pc.binary_join_element_wise(
+        pc.fill_null(texts, empty), pa.scalar("\n", pa.large_string()), empty
+    )
+
+
+def _one_chunk(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """DuckDB hands a UDF one chunk: take it as it is rather than copy it."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 def compact_literals(term: str) -> list[bytes]:

@@ -21,6 +21,10 @@ import html
 import re
 import unicodedata
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _SEPARATORS = re.compile(r"[\W_]+")
 _CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
@@ -72,3 +76,26 @@ def normalise(text: str | None) -> str:
     if not text.isascii() and _HAS_CJK.search(text):
         text = _CJK_EDGE.sub(" ", text)
     return text.strip()
+
+
+def normalise_array(texts: pa.Array) -> pa.Array:
+    """normalise() over a column of texts. Plain ASCII text (no tag, no entity) is folded by
+    Arrow's kernels: lower case, and every run of other characters than letters and digits
+    made one space, which is all normalise() does to it; the rest goes through normalise()."""
+    empty = pa.scalar("", pa.large_string())
+    filled = pc.fill_null(texts.cast(pa.large_string()), empty)
+    folded = pc.utf8_trim(
+        pc.replace_substring_regex(pc.ascii_lower(filled), r"[^a-z0-9]+", " "), " "
+    )
+    plain = pc.and_(
+        pc.string_is_ascii(filled),
+        pc.invert(pc.match_substring_regex(filled, "[<&]")),
+    )
+    other = pc.invert(plain)
+    rest = np.flatnonzero(np.asarray(other, dtype=bool))
+    if len(rest) == 0:
+        return folded
+    values = filled.take(pa.array(rest)).to_pylist()
+    return pc.replace_with_mask(
+        folded, other, pa.array([normalise(v) for v in values], pa.large_string())
+    )
