@@ -38,7 +38,7 @@ from catalogue_purge.storage import locate, read_bytes, write_bytes
 FINDINGS_FILE = "findings.parquet"
 CANDIDATE_BATCH = 4096
 # Screened listings decided at a time: bounds the memory of the decision queries.
-CLASSIFY_BATCH = 100_000
+CLASSIFY_BATCH = 20_000
 SWEEP_FILE = "sweep.json"
 
 EVIDENCE_SCHEMA = pa.schema(
