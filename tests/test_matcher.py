@@ -202,3 +202,17 @@ def test_detectors_let_disguised_text_through(matcher, text):
 
 def test_chinese_punctuation_is_not_a_detector(matcher):
     assert screen(matcher, ["全新正品，包邮。（现货）：颜色以实物为准！"]) == [False]
+
+
+def test_match_hits_with_no_rows_and_with_empty_fields(matcher):
+    none = matcher.match_hits(
+        pa.array([], pa.string()), pa.array([], pa.string()), pa.array([], pa.string())
+    )
+    assert none.num_rows == 0
+    hits = matcher.match_hits(
+        pa.array(["L-1", "L-2", "L-3"]),
+        pa.array(["Antminer S19 Pro", None, ""]),
+        pa.array([None, "Ant miner S19 for sale", None]),
+    )
+    found = {(r["listing_id"], r["field"]) for r in hits.to_pylist()}
+    assert found == {("L-1", "title"), ("L-2", "description")}

@@ -449,14 +449,6 @@ class Matcher:
 
     # Stage 2 -----------------------------------------------------------------------------
 
-    def match_texts(self, texts: Sequence[str | None]) -> list[list[tuple[int, str]]]:
-        """For each text, the (pattern index, matched normalised text) hits."""
-        rows, pattern_ids, matched = self._match_array(pa.array(texts, pa.large_string()))
-        hits: list[list[tuple[int, str]]] = [[] for _ in texts]
-        for row, pid, text in zip(rows.tolist(), pattern_ids.tolist(), matched, strict=True):
-            hits[row].append((pid, text))
-        return hits
-
     def _match_array(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """The hits in a column of raw texts: row, pattern index and matched normalised text,
         ordered by row then pattern."""
