@@ -481,12 +481,11 @@ class Matcher:
         searches, which = np.unique(keys, return_inverse=True)
         with_hits = np.unique(rows)
         texts_of = normal.take(pa.array(with_hits)).to_pylist()
-        text_index = {row: i for i, row in enumerate(with_hits.tolist())}
+        search_texts = np.searchsorted(with_hits, searches // n_unique).tolist()
         compiled = self._unique_regexes
         answers: list[str | None] = []
-        for key in searches.tolist():
-            row, u = divmod(key, n_unique)
-            found = compiled[u].search(texts_of[text_index[row]])
+        for at, u in zip(search_texts, (searches % n_unique).tolist(), strict=True):
+            found = compiled[u].search(texts_of[at])
             answers.append(found.group(0).strip() if found is not None else None)
         matched = [answers[i] for i in which.tolist()]
         keep = np.fromiter((m is not None for m in matched), dtype=bool, count=len(matched))
