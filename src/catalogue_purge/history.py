@@ -109,10 +109,16 @@ def _dataset(
     return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs).to_table()
 
 
-def past_delisted(root: str, policy_id: str, excluding_run: str | None = None) -> pa.Table:
-    """Every listing earlier runs delisted and no reinstatement gave back."""
+def read_reinstated(root: str, policy_id: str) -> pa.Table:
+    """Every listing given back on appeal under the policy, with its reinstatement."""
+    return _dataset(root, policy_id, "reinstated", REINSTATED_SCHEMA)
+
+
+def past_delisted(
+    root: str, policy_id: str, reinstated: pa.Table, excluding_run: str | None = None
+) -> pa.Table:
+    """Every listing earlier runs delisted and no reinstatement (read_reinstated) gave back."""
     delisted = _dataset(root, policy_id, "delisted", DELISTED_SCHEMA, excluding_run)
-    reinstated = _dataset(root, policy_id, "reinstated", REINSTATED_SCHEMA)
     if reinstated.num_rows == 0 or delisted.num_rows == 0:
         return delisted
     given_back = {(r["listing_id"], r["run_id"]) for r in reinstated.to_pylist()}
@@ -123,10 +129,10 @@ def past_delisted(root: str, policy_id: str, excluding_run: str | None = None) -
     return delisted.filter(pa.array(keep, pa.bool_()))
 
 
-def reinstated_listings(root: str, policy_id: str) -> dict[str, str]:
-    """listing -> the reinstatement that gave it back (the latest, if several)."""
-    table = _dataset(root, policy_id, "reinstated", REINSTATED_SCHEMA)
-    return {r["listing_id"]: r["reinstatement_id"] for r in table.to_pylist()}
+def reinstated_listings(reinstated: pa.Table) -> dict[str, str]:
+    """listing -> the reinstatement that gave it back (the latest, if several), from
+    read_reinstated."""
+    return {r["listing_id"]: r["reinstatement_id"] for r in reinstated.to_pylist()}
 
 
 def hold_reinstated(findings: pa.Table, reinstated: dict[str, str]) -> pa.Table:

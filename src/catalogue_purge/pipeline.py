@@ -59,6 +59,7 @@ from catalogue_purge.history import (
     hold_reinstated,
     mark_relists,
     past_delisted,
+    read_reinstated,
     record_delisted,
     reinstated_listings,
 )
@@ -346,9 +347,10 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
     else:
         findings, shards = _merged_findings(event.sweep_uri, run)
         root = _data_root(event.sweep_uri)
-        past = past_delisted(root, policy.id, excluding_run=event.run_id)
+        reinstated = read_reinstated(root, policy.id)
+        past = past_delisted(root, policy.id, reinstated, excluding_run=event.run_id)
         findings = mark_relists(findings, past)
-        findings = hold_reinstated(findings, reinstated_listings(root, policy.id))
+        findings = hold_reinstated(findings, reinstated_listings(reinstated))
         rows = sum(s.rows for s in shards)
         publish_sweep(
             SweepResult(
