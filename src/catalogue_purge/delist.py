@@ -38,7 +38,7 @@ from catalogue_purge.catalogue import (
 )
 from catalogue_purge.errors import PlanMismatch, SafetyLimitExceeded
 from catalogue_purge.events import DelistBatch, DelistBatchResult
-from catalogue_purge.matcher import Matcher
+from catalogue_purge.matcher import compiled_matcher
 from catalogue_purge.policy import SafetyLimits, load_recorded
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.sweep import findings_dataset, live_recheck, read_sweep_record
@@ -470,7 +470,7 @@ def delist_batch(batch: DelistBatch, catalogue: Catalogue, policies_dir: Path) -
     run = RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA)
     recorded_in = run.dry() if batch.dry_run else run
     start = batch.batch_index * batch.batch_size
-    recheck = live_recheck(policy, Matcher(policy))
+    recheck = live_recheck(policy, compiled_matcher(policy))
     if recorded_in.has_plan():
         whole = recorded_in.read_plan()["sha256"]
         plan = Plan.recorded(

@@ -552,6 +552,20 @@ class Matcher:
         return pa.Table.from_pylist(rows, schema=RULE_SCOPE_SCHEMA)
 
 
+_compiled: dict[str, Matcher] = {}
+_compiling = threading.Lock()
+
+
+def compiled_matcher(policy: Policy) -> Matcher:
+    """The policy's matcher, compiled once per policy version and process (a warm Lambda keeps
+    it between invocations). Exemptions play no part in matching, so the version is the
+    policy's own hash."""
+    with _compiling:
+        if policy.sha256 not in _compiled:
+            _compiled[policy.sha256] = Matcher(policy)
+        return _compiled[policy.sha256]
+
+
 def _terminated(texts: pa.Array) -> pa.Array:
     """Each text followed by a newline, so that no literal spans two rows of the buffer."""
     empty = pa.scalar("", pa.large_string())

@@ -28,7 +28,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,7 +70,7 @@ from catalogue_purge.manifest import (
     run_folder,
     stream_tables,
 )
-from catalogue_purge.matcher import Matcher
+from catalogue_purge.matcher import compiled_matcher
 from catalogue_purge.notices import NOTICE_SCHEMA, build_notices, publish
 from catalogue_purge.penalties import (
     PENALTY_SCHEMA,
@@ -118,12 +117,6 @@ def _write_json(uri: str, document: object) -> None:
 
 def _read_json(uri: str) -> dict:
     return dict(json.loads(read_bytes(uri)))
-
-
-@cache
-def _matcher(path: str, sha256: str, exemptions_sha256: str | None) -> Matcher:
-    """One compiled matcher per policy version and process (a warm Lambda keeps it)."""
-    return Matcher(load_policy(path))
 
 
 def plan_shards(
@@ -298,7 +291,7 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
         replace(whole, files=(file,)),
         policy,
         datetime.fromisoformat(run["as_of"]),
-        matcher=_matcher(policy.path, policy.sha256, policy.exemptions_sha256),
+        matcher=compiled_matcher(policy),
         threads=1,
         since=datetime.fromisoformat(since) if since else None,
     )
