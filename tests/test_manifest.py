@@ -318,6 +318,11 @@ def test_tables_stream_in_parts_of_bounded_size(policy, tmp_path, signer):
     )
     sizes = [part.num_rows for part in streamed["delisted"]]
     assert sizes == [2, 2, 1]
+    assert [part.num_rows for part in streamed["review"]] == [0]
+    exact = stream_tables(
+        result.findings, outcomes, policy, parse_as_of("2021-10-08", policy), part_rows=5
+    )
+    assert [part.num_rows for part in exact["delisted"]] == [5]  # no empty part after it
     streamed = stream_tables(
         result.findings, outcomes, policy, parse_as_of("2021-10-08", policy), part_rows=2
     )

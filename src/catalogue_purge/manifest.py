@@ -114,16 +114,18 @@ def stream_tables(
             con.register("clauses", _clauses(policy))
             reader = con.sql(load_sql(f"manifest_{name}"), params=params).to_arrow_reader(part_rows)
             pending: list[pa.RecordBatch] = []
-            rows = 0
+            rows, yielded = 0, False
             for batch in reader:
                 pending.append(batch)
                 rows += batch.num_rows
-                if rows >= part_rows:
-                    table = pa.Table.from_batches(pending)
+                while rows >= part_rows:
+                    table = pa.Table.from_batches(pending, schema=reader.schema)
                     yield table.slice(0, part_rows)
+                    yielded = True
                     rest = table.slice(part_rows)
                     pending, rows = rest.to_batches(), rest.num_rows
-            yield pa.Table.from_batches(pending, schema=reader.schema)
+            if rows or not yielded:  # an empty table is one empty part, not an extra one
+                yield pa.Table.from_batches(pending, schema=reader.schema)
 
     return {name: parts(name) for name in ("delisted", "review")}
 
