@@ -90,6 +90,7 @@ from catalogue_purge.sweep import (
     SweepResult,
     findings_dataset,
     publish_sweep,
+    read_sweep,
     read_sweep_record,
     sweep,
 )
@@ -335,8 +336,8 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
     run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
     policy = load_recorded(policies_dir, run["policy"], exemptions=True)
     if exists(f"{event.sweep_uri}/{SWEEP_FILE}"):
-        findings = findings_dataset(event.sweep_uri).to_table()
-        rows = read_sweep_record(event.sweep_uri)["summary"]["rows_scanned"]
+        findings, record = read_sweep(event.sweep_uri)
+        rows = record["summary"]["rows_scanned"]
     else:
         findings, shards = _merged_findings(event.sweep_uri, run)
         root = _data_root(event.sweep_uri)
