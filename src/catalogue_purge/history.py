@@ -15,11 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.normalise import normalise
-from catalogue_purge.storage import locate, write_bytes
+from catalogue_purge.storage import locate, parquet_bytes, write_bytes
 
 DELISTED_SCHEMA = pa.schema(
     [
@@ -47,12 +46,6 @@ def title_tokens(title: str | None) -> list[str]:
     return sorted(set(_WORD.findall(normalise(title or ""))))
 
 
-def _part(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return bytes(sink.getvalue().to_pybytes())
-
-
 def record_delisted(
     root: str, policy_id: str, run_id: str, findings: pa.Table, outcomes: pa.Table
 ) -> int:
@@ -71,7 +64,8 @@ def record_delisted(
         if f["listing_id"] in ids
     ]
     table = pa.Table.from_pylist(rows, schema=DELISTED_SCHEMA)
-    write_bytes(f"{root.rstrip('/')}/history/{policy_id}/delisted/{run_id}.parquet", _part(table))
+    location = f"{root.rstrip('/')}/history/{policy_id}/delisted/{run_id}.parquet"
+    write_bytes(location, parquet_bytes(table))
     return table.num_rows
 
 
@@ -88,7 +82,7 @@ def record_reinstated(
     )
     write_bytes(
         f"{root.rstrip('/')}/history/{policy_id}/reinstated/{reinstatement_id}.parquet",
-        _part(table),
+        parquet_bytes(table),
     )
 
 

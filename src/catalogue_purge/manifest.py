@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from cryptography.hazmat.primitives import serialization
 
 from catalogue_purge import aws
@@ -45,7 +44,7 @@ from catalogue_purge.policy import Policy, load_recorded
 from catalogue_purge.report import render_report
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.stack import Stack, create_bucket, load_template
-from catalogue_purge.storage import locate
+from catalogue_purge.storage import locate, parquet_bytes
 from catalogue_purge.sweep import findings_dataset, read_sweep_record
 
 PART_ROWS = 100_000
@@ -164,12 +163,6 @@ def _cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return bytes(sink.getvalue().to_pybytes())
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -263,7 +256,7 @@ def write_manifest(
     for name, source in tables.items():
         for index, part in enumerate(_parts(source, part_rows)):
             summary.add(name, part)
-            for fmt, data in (("parquet", _parquet_bytes(part)), ("csv", csv_bytes(part))):
+            for fmt, data in (("parquet", parquet_bytes(part)), ("csv", csv_bytes(part))):
                 key = f"{name}-{index:05d}.{fmt}"
                 put(key, data)
                 parts.append(

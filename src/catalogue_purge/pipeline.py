@@ -34,7 +34,6 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from catalogue_purge.delist import OUTCOME_SCHEMA, held_back, plan_delistings
 from catalogue_purge.errors import PlanMismatch, PurgeError
@@ -83,7 +82,7 @@ from catalogue_purge.penalties import (
 from catalogue_purge.policy import Policy, load_policy, load_recorded
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.snapshot import Snapshot, open_snapshot
-from catalogue_purge.storage import exists, locate, read_bytes, write_bytes
+from catalogue_purge.storage import exists, locate, parquet_bytes, read_bytes, write_bytes
 from catalogue_purge.sweep import (
     FINDINGS_SCHEMA,
     SWEEP_FILE,
@@ -296,10 +295,8 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
         threads=1,
         since=datetime.fromisoformat(since) if since else None,
     )
-    sink = pa.BufferOutputStream()
-    pq.write_table(result.findings, sink, compression="zstd")
     base = f"{event.sweep_uri}/shards/{shard.index:05d}"
-    write_bytes(f"{base}.parquet", sink.getvalue().to_pybytes())
+    write_bytes(f"{base}.parquet", parquet_bytes(result.findings))
     swept = ShardSwept(
         run_id=event.run_id,
         index=shard.index,

@@ -3,7 +3,9 @@ filesystems (S3 through AWS_ENDPOINT_URL when set, so moto's server locally)."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from catalogue_purge.snapshot import s3_filesystem
 
@@ -39,3 +41,10 @@ def write_bytes(uri: str, data: bytes) -> None:
 def exists(uri: str) -> bool:
     fs, path = locate(uri)
     return bool(fs.get_file_info(path).type == pafs.FileType.File)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The table as one zstd Parquet file, in memory: written whole with write_bytes."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())

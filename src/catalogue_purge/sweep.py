@@ -24,7 +24,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from catalogue_purge.catalogue import LiveListing
@@ -33,7 +32,7 @@ from catalogue_purge.errors import SnapshotError
 from catalogue_purge.matcher import Matcher
 from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
-from catalogue_purge.storage import locate, read_bytes, write_bytes
+from catalogue_purge.storage import locate, parquet_bytes, read_bytes, write_bytes
 
 FINDINGS_FILE = "findings.parquet"
 CANDIDATE_BATCH = 4096
@@ -384,9 +383,7 @@ def publish_sweep(result: SweepResult, location: str) -> None:
     """findings.parquet then sweep.json at a local folder or an s3:// prefix, each written
     whole (a temporary name and a rename locally, one PUT on S3). sweep.json, the record, is
     written last: a sweep without it is not complete."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(result.findings, sink, compression="zstd")
-    data = sink.getvalue().to_pybytes()
+    data = parquet_bytes(result.findings)
     base = location.rstrip("/")
     write_bytes(f"{base}/{FINDINGS_FILE}", data)
     record = result.record(hashlib.sha256(data).hexdigest())
