@@ -9,11 +9,12 @@
 --   caught(listing_id, seller_id, tokens)           this run's findings, titles tokenised
 --   past(listing_id, seller_id, tokens, run_id)     listings delisted by earlier runs and not
 --                                                   reinstated since
-WITH by_seller AS (
-    SELECT c.listing_id, min(p.listing_id) AS earlier
+WITH by_seller AS (  -- each seller's earliest delisted listing, then joined: no seller's
+                     -- caught x past listings are ever multiplied out
+    SELECT c.listing_id, p.earlier
     FROM caught c
-    JOIN past p ON p.seller_id = c.seller_id
-    GROUP BY c.listing_id
+    JOIN (SELECT seller_id, min(listing_id) AS earlier FROM past GROUP BY seller_id) p
+      ON p.seller_id = c.seller_id
 ),
 past_tokens AS (
     SELECT listing_id, unnest(tokens) AS token, len(tokens) AS n FROM past
