@@ -40,7 +40,7 @@ from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
 from catalogue_purge.penalties import PENALTY_SCHEMA
-from catalogue_purge.policy import Policy, load_recorded
+from catalogue_purge.policy import Policy, category_rule_id, load_recorded
 from catalogue_purge.report import render_report
 from catalogue_purge.runstore import RunStore
 from catalogue_purge.stack import Stack, create_bucket, load_template
@@ -91,7 +91,7 @@ def _clauses(policy: Policy) -> pa.Table:
     return pa.table(
         {
             "rule_id": [r.id for r in policy.document.rules]
-            + [f"category:{c.path}" for c in policy.document.prohibited_categories],
+            + [category_rule_id(c.path) for c in policy.document.prohibited_categories],
             "clause": [r.clause for r in policy.document.rules]
             + [c.clause for c in policy.document.prohibited_categories],
         }
