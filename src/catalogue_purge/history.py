@@ -115,12 +115,11 @@ def past_delisted(
     delisted = _dataset(root, policy_id, "delisted", DELISTED_SCHEMA, excluding_run)
     if reinstated.num_rows == 0 or delisted.num_rows == 0:
         return delisted
-    given_back = {(r["listing_id"], r["run_id"]) for r in reinstated.to_pylist()}
-    keep = [
-        (r["listing_id"], r["run_id"]) not in given_back
-        for r in delisted.select(["listing_id", "run_id"]).to_pylist()
-    ]
-    return delisted.filter(pa.array(keep, pa.bool_()))
+    def listing_in_run(table: pa.Table) -> pa.ChunkedArray:
+        return pc.binary_join_element_wise(table["listing_id"], table["run_id"], "\x1f")
+
+    given_back = pc.is_in(listing_in_run(delisted), value_set=listing_in_run(reinstated))
+    return delisted.filter(pc.invert(given_back))
 
 
 def reinstated_listings(reinstated: pa.Table) -> dict[str, str]:
