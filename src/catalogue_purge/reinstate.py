@@ -26,7 +26,7 @@ from catalogue_purge.manifest import ManifestExists, Signer, write_manifest
 from catalogue_purge.penalties import AccountService, Ledger, Penalty, penalty_table, reverse
 from catalogue_purge.policy import Policy
 from catalogue_purge.runstore import RunStore
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.sweep import findings_dataset, read_sweep_record
 
 REINSTATED_SCHEMA = pa.schema(
     [
@@ -161,11 +161,12 @@ def reinstate(
         raise PurgeError("name what to reinstate: --listing, --seller or --rule")
     if not reason.strip():
         raise PurgeError("a reinstatement needs its reason (--reason)")
-    findings, record = read_sweep(sweep_uri)
+    record = read_sweep_record(sweep_uri)
     if record["policy"]["id"] != policy.id:
         raise PurgeError(f"run {run_id} applied {record['policy']['id']}, not {policy.id}")
     outcomes = RunStore(f"{runs_uri.rstrip('/')}/{run_id}", OUTCOME_SCHEMA).read_outcomes()
     delisted = {o["listing_id"]: o for o in outcomes.to_pylist() if o["outcome"] == "DELISTED"}
+    findings = findings_dataset(sweep_uri).to_table(columns=["listing_id", "title"])
     titles = dict(
         zip(
             findings.column("listing_id").to_pylist(),
