@@ -64,8 +64,7 @@ class RunStore:
     ) -> None:
         """Write the intents before anything acts; refuse a different plan for the same run."""
         if self._exists("plan.json"):
-            with self.fs.open_input_stream(self._path("plan.json")) as handle:
-                recorded = json.loads(handle.read())
+            recorded = self.read_plan()
             if recorded["sha256"] != sha256:
                 raise PlanMismatch(
                     f"run at {self.location} already recorded plan {recorded['sha256']}; "
