@@ -86,7 +86,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             on_file_done=file_done,
         )
     target = write_findings(result, args.out)
-    print_summary(result.summary, policy, as_of, None)
+    print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")
     print_evasions(result.findings, args.examples)
     out.print(f"findings: {target}")
@@ -113,7 +113,7 @@ def print_evasions(findings: pa.Table, limit: int) -> None:
     out.print(table)
 
 
-def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float | None) -> None:
+def print_summary(summary: dict, policy: Policy, as_of: datetime) -> None:
     out.print(
         f"policy {policy.id} v{policy.version} (sha256 {policy.sha256[:12]}), "
         f"as of {as_of.isoformat()}"
@@ -125,19 +125,17 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime, seconds: float
             f"({ms.time_zone}); {as_of.date()} is before it.[/yellow]"
         )
         return
-    timing = f" in {seconds:.1f}s ({summary['rows_scanned'] / seconds:,.0f}/s)" if seconds else ""
     out.print(
-        f"swept {summary['rows_scanned']:,} listings{timing}; "
+        f"swept {summary['rows_scanned']:,} listings; "
         f"{summary['candidates']:,} screened in, {summary['findings']:,} findings, "
         f"{summary['evasions']:,} evasions"
     )
-    for title, key, first in (("by decision", "by_decision", "decision"),):
-        table = Table(title=title)
-        table.add_column(first)
-        table.add_column("findings", justify="right")
-        for name, count in summary[key].items():
-            table.add_row(name, f"{count:,}")
-        out.print(table)
+    table = Table(title="by decision")
+    table.add_column("decision")
+    table.add_column("findings", justify="right")
+    for name, count in summary["by_decision"].items():
+        table.add_row(name, f"{count:,}")
+    out.print(table)
     for title, key, first in (
         ("by rule", "by_rule", "rule"),
         ("by country of sale", "by_country", "country"),
@@ -325,7 +323,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         server.stop()  # type: ignore[attr-defined]
     print_job(result.output)
-    print_summary(result.summary, policy, as_of, None)
+    print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")
     out.print(f"delisting: {result.outcomes} ({'balanced' if result.balanced else 'NOT balanced'})")
     print_evasions(result.findings, args.examples)

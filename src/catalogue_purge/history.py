@@ -115,6 +115,7 @@ def past_delisted(
     delisted = _dataset(root, policy_id, "delisted", DELISTED_SCHEMA, excluding_run)
     if reinstated.num_rows == 0 or delisted.num_rows == 0:
         return delisted
+
     def listing_in_run(table: pa.Table) -> pa.ChunkedArray:
         return pc.binary_join_element_wise(table["listing_id"], table["run_id"], "\x1f")
 
