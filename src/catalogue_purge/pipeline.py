@@ -140,11 +140,10 @@ def plan_shards(
             )
 
     for file in snapshot.files:
-        groups = file.row_group_rows or (file.rows,)
-        updated = file.row_group_updated or (None,) * len(groups)
+        groups = file.row_group_rows
         first, rows = 0, 0
         for index, count in enumerate(groups):
-            latest = updated[index]
+            latest = file.row_group_updated[index]
             unchanged = since is not None and latest is not None and latest <= since
             if unchanged or (rows and rows + count > rows_per_shard):
                 close(file.path, first, index, rows)

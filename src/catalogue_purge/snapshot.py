@@ -73,12 +73,15 @@ class SnapshotFile:
     path: str
     size: int
     rows: int
-    row_groups: int
-    row_group_rows: tuple[int, ...] = ()
-    subset: tuple[int, int] | None = None  # row groups [first, last): one shard of the file
+    row_group_rows: tuple[int, ...]
     # Each row group's latest updated_at, from the Parquet statistics (None where absent):
     # what a re-sweep needs to skip the row groups that did not change.
-    row_group_updated: tuple[datetime | None, ...] = ()
+    row_group_updated: tuple[datetime | None, ...]
+    subset: tuple[int, int] | None = None  # row groups [first, last): one shard of the file
+
+    @property
+    def row_groups(self) -> int:
+        return len(self.row_group_rows)
 
     @property
     def updated_max(self) -> datetime | None:
@@ -131,10 +134,6 @@ class Snapshot:
 
     def source_column(self, name: str) -> str:
         return self.columns.get(name, name)
-
-    def dataset(self, file: SnapshotFile | None = None) -> ds.Dataset:
-        paths = [file.path] if file else [f.path for f in self.files]
-        return ds.dataset(paths, format="parquet", filesystem=self.filesystem)
 
 
 def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
@@ -226,7 +225,9 @@ def open_snapshot(
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
         updated = _row_group_updated(meta, columns.get("updated_at", "updated_at"))
         files.append(
-            SnapshotFile(path, size, meta.num_rows, meta.num_row_groups, groups, None, updated)
+            SnapshotFile(
+                path, size, meta.num_rows, row_group_rows=groups, row_group_updated=updated
+            )
         )
     return Snapshot(location, tuple(files), fs, columns)
 
