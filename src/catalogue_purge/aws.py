@@ -6,6 +6,8 @@ server and a deployed run share one code path.
 
 from __future__ import annotations
 
+import threading
+from functools import cache
 from typing import Any
 
 import boto3
@@ -16,6 +18,16 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64)
 
 
+# A session costs tens of milliseconds to make and is not safe to share while it makes a
+# client: one per process, made on first use (not at import), clients made one at a time.
+_making = threading.Lock()
+
+
+@cache
+def _session() -> Any:  # Any: the stubs type client() per service name
+    return boto3.session.Session()
+
+
 def client(service: str, **overrides: Any) -> Any:
-    session: Any = boto3.session.Session()  # Any: the stubs type client() per service name
-    return session.client(service, config=_CONFIG, **overrides)
+    with _making:
+        return _session().client(service, config=_CONFIG, **overrides)
