@@ -401,11 +401,13 @@ def apply_plan(
         retry=retry or Retry(),
         sleep=sleep,
     )
+    appended = []
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="delist") as pool:
         for start in range(0, len(todo), chunk):
             results = list(pool.map(apply_one, todo[start : start + chunk]))
-            store.append_outcomes(_outcome_table(results, dry_run))
-    outcomes = store.read_outcomes()
+            appended.append(_outcome_table(results, dry_run))
+            store.append_outcomes(appended[-1])
+    outcomes = pa.concat_tables([done, *appended]) if appended else done
     if batch:
         ids = pa.array([i.listing_id for i in scope], pa.string())
         outcomes = outcomes.filter(pc.is_in(outcomes.column("listing_id"), value_set=ids))
