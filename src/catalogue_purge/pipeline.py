@@ -464,16 +464,19 @@ def apply_penalties(
     offences = offences_of(
         event.run_id, policy.id, findings.to_pylist(), outcomes.read_outcomes().to_pylist()
     )
-    done = set(store.read_outcomes().column("seller_id").to_pylist())
+    recorded = store.read_outcomes()
+    done = set(recorded.column("seller_id").to_pylist())
     todo = [o for o in offences if o.seller_id not in done]
     penalties = policy.document.penalties
+    statuses = recorded.column("status").to_pylist()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="penalise") as pool:
         for start in range(0, len(todo), 500):
             chunk = todo[start : start + 500]
             results = list(pool.map(lambda o: penalise(o, penalties, ledger, accounts), chunk))
-            store.append_outcomes(penalty_table(results))
-    recorded = store.read_outcomes()
-    by_status = dict(Counter(recorded.column("status").to_pylist()))
+            appended = penalty_table(results)
+            store.append_outcomes(appended)
+            statuses += appended.column("status").to_pylist()
+    by_status = dict(Counter(statuses))
     why = f"{len(offences)} seller(s) with listings delisted by the run"
     store.write_marker({"applied": True, "reason": why, "sellers": len(offences)})
     return PenaltiesApplied(
