@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -35,7 +36,7 @@ import pyarrow.dataset as ds
 from rich.progress import Progress
 
 from catalogue_purge import aws
-from catalogue_purge.audit import download_run, list_runs, verify_runs
+from catalogue_purge.audit import download_run, verify_runs
 from catalogue_purge.catalogue import LiveListing, put_listings
 from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.errors import PurgeError
@@ -45,7 +46,7 @@ from catalogue_purge.runstore import RunStore
 from catalogue_purge.snapshot import open_snapshot
 from catalogue_purge.stack import Stack, create_local, deployment_file, load_template
 from catalogue_purge.statemachine import Runtime, execute
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.sweep import findings_dataset, read_sweep
 
 Say = Callable[[str], None]
 
@@ -267,6 +268,11 @@ def run_local(
 ) -> LocalRun:
     """Create the stack's resources on the configured endpoint (moto's server), run the job,
     download and verify the manifest into `work`."""
+    policies = Path(policy.path).resolve().parent
+    if policies / f"{policy.id}.yaml" != Path(policy.path).resolve():
+        raise PurgeError(
+            f"{policy.path}: the functions find a policy by its id, as {policy.id}.yaml"
+        )
     suffix = uuid.uuid4().hex[:6]  # several local stacks can share one moto server
     stack = Stack(
         f"catalogue-purge-{suffix}", load_template(), region=aws.client("s3").meta.region_name
@@ -297,16 +303,11 @@ def run_local(
         # The local stand-in for the platform's live catalogue holds the listings the run can
         # touch, as they stand in the snapshot: loading all of them into moto would take minutes.
         if name == "DelistBatches":
-            findings = read_sweep(document["plan"]["sweep_uri"])[0]
-            caught = findings.column("listing_id").to_pylist()
+            findings = findings_dataset(document["plan"]["sweep_uri"])
+            caught = findings.to_table(columns=["listing_id"]).column("listing_id").to_pylist()
             put_listings(dynamodb, table, _live_listings(snapshot_path, caught))
             say(f"live catalogue: {len(caught):,} listings loaded into table {table}")
 
-    policies = Path(policy.path).resolve().parent
-    if policies / f"{policy.id}.yaml" != Path(policy.path).resolve():
-        raise PurgeError(
-            f"{policy.path}: the functions find a policy by its id, as {policy.id}.yaml"
-        )
     started = time.perf_counter()
     output = run_job(
         stack, start, progress, before_state=before_state, environment={POLICIES_ENV: str(policies)}
@@ -317,13 +318,9 @@ def run_local(
     outcomes_table = RunStore(
         f"{plan['runs_uri']}/{plan['run_id']}", OUTCOME_SCHEMA
     ).read_outcomes()
-    outcomes: dict[str, int] = {}
-    for outcome in outcomes_table.column("outcome").to_pylist():
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-
-    manifests = f"s3://{stack.physical['ManifestsBucket']}"
-    listed = [r for r in list_runs(manifests, policy.id) if r["run_id"] == plan["run_id"]]
-    folder = download_run(listed[0]["location"], work / "manifests")
+    outcomes = dict(Counter(outcomes_table.column("outcome").to_pylist()))
+    # FinalizeRun's answer names the run's manifest folder.
+    folder = download_run(output["manifest"]["manifest"], work / "manifests")
     verification = verify_runs([folder], from_first=False)[0]
     for problem in verification.problems:
         say(f"  - {problem}")
