@@ -30,7 +30,6 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -163,8 +162,7 @@ def watermark(snapshot: Snapshot) -> datetime | None:
 
 
 def _exemptions_in_force(policy: Policy, moment: datetime) -> list[str]:
-    day = moment.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
-    return sorted(ex.id for ex in policy.exemptions if ex.in_force(day))
+    return sorted(ex.id for ex in policy.exemptions_on(policy.local_day(moment)))
 
 
 def sweep_scope(

@@ -231,6 +231,14 @@ class Policy:
         ms = self.document.milestones
         return as_of >= ms.starts(ms.penalties_from)
 
+    def local_day(self, moment: datetime) -> date:
+        """The day a moment falls on in the policy's time zone: the day exemptions count in."""
+        return moment.astimezone(ZoneInfo(self.document.milestones.time_zone)).date()
+
+    def exemptions_on(self, day: date) -> tuple[Exemption, ...]:
+        """The exemptions in force that day (granted, not yet expired)."""
+        return tuple(ex for ex in self.exemptions if ex.in_force(day))
+
     def rules_for(self, country: str | None) -> list[TextRule]:
         """The rules in force for a country of sale (None: the default set)."""
         override = self.document.scope.overrides.get(country or "")

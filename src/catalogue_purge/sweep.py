@@ -15,10 +15,9 @@ import json
 import time as _time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -181,9 +180,7 @@ def _prohibited_prefixes(policy: Policy) -> list[str]:
 
 def _exemptions_table(policy: Policy, on: date) -> pa.Table:
     rows = []
-    for ex in policy.exemptions:
-        if not ex.in_force(on):
-            continue
+    for ex in policy.exemptions_on(on):
         for rule_id in ex.rules:
             rows.append(
                 {
@@ -318,7 +315,6 @@ def sweep(
     if not policy.delisting_active(as_of):
         return result(FINDINGS_SCHEMA.empty_table(), acting=False, rows=0, screened=0)
     matcher = matcher or Matcher(policy)
-    local_day = as_of.astimezone(ZoneInfo(policy.document.milestones.time_zone)).date()
     # Decisions are made every CLASSIFY_BATCH screened listings on a second connection (the
     # first is streaming the scan), so memory stays flat however large the snapshot.
     with connect(threads=threads) as scanning, connect(threads=threads) as deciding:
@@ -330,7 +326,7 @@ def sweep(
             type=PythonUDFType.ARROW,
             null_handling=FunctionNullHandling.SPECIAL,
         )
-        deciding.register("exemptions", _exemptions_table(policy, local_day))
+        deciding.register("exemptions", _exemptions_table(policy, policy.local_day(as_of)))
         pending: list[tuple[pa.Table, pa.Table]] = []
         parts: list[pa.Table] = []
 
@@ -429,8 +425,7 @@ def live_recheck(
     categories, rules in force in its country, exemptions in force `on` that day, today by
     default), over the live fields."""
     prefixes = _prohibited_prefixes(policy)
-    zone = ZoneInfo(policy.document.milestones.time_zone)
-    exemptions = _exemptions_table(policy, on or datetime.now(zone).date())
+    exemptions = _exemptions_table(policy, on or policy.local_day(datetime.now(UTC)))
 
     def recheck(live: LiveListing) -> tuple[bool, tuple[str, ...]]:
         if not policy.country_in_scope(live.country_of_sale):
