@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,22 @@ def verify_runs(
     return results
 
 
+def run_digests(
+    fs: pafs.FileSystem, base: str, policy_id: str, excluding: str | None = None
+) -> Iterator[tuple[pafs.FileInfo, bytes]]:
+    """The policy's complete runs under a manifests root (those with a digest.json), but the
+    run `excluding`: each run's folder and the bytes of its digest.json."""
+    selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
+    for run_dir in fs.get_file_info(selector):
+        if run_dir.type != pafs.FileType.Directory or run_dir.base_name == excluding:
+            continue
+        path = f"{run_dir.path}/digest.json"
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            continue
+        with fs.open_input_stream(path) as handle:
+            yield run_dir, handle.read()
+
+
 def list_runs(root: str, policy_id: str | None = None) -> list[dict]:
     """The complete runs (those with a digest) under a manifests root, oldest first per policy."""
     fs, base = locate(root)
@@ -207,14 +224,8 @@ def list_runs(root: str, policy_id: str | None = None) -> list[dict]:
             continue
         if policy_id is not None and policy_dir.base_name != policy_id:
             continue
-        for run_dir in fs.get_file_info(pafs.FileSelector(policy_dir.path)):
-            digest_path = f"{run_dir.path}/digest.json"
-            if run_dir.type != pafs.FileType.Directory:
-                continue
-            if fs.get_file_info(digest_path).type != pafs.FileType.File:
-                continue
-            with fs.open_input_stream(digest_path) as handle:
-                digest = json.loads(handle.read())
+        for run_dir, data in run_digests(fs, base, policy_dir.base_name):
+            digest = json.loads(data)
             runs.append(
                 {
                     "policy_id": policy_dir.base_name,

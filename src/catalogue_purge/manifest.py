@@ -36,6 +36,7 @@ import pyarrow.fs as pafs
 from cryptography.hazmat.primitives import serialization
 
 from catalogue_purge import aws
+from catalogue_purge.audit import run_digests
 from catalogue_purge.delist import OUTCOME_SCHEMA
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
@@ -182,17 +183,10 @@ def _complete_runs(
 ) -> list[tuple[int, str, bytes]]:
     """The policy's complete runs (those with a digest.json), newest first: (sequence,
     folder, digest.json)."""
-    selector = pafs.FileSelector(f"{base}/runs/{policy_id}", allow_not_found=True)
-    runs = []
-    for info in fs.get_file_info(selector):
-        path = f"{info.path}/digest.json"
-        if info.type != pafs.FileType.Directory or info.base_name == excluding:
-            continue
-        if fs.get_file_info(path).type != pafs.FileType.File:
-            continue
-        with fs.open_input_stream(path) as handle:
-            data = handle.read()
-        runs.append((int(json.loads(data)["sequence"]), info.path, data))
+    runs = [
+        (int(json.loads(data)["sequence"]), folder.path, data)
+        for folder, data in run_digests(fs, base, policy_id, excluding)
+    ]
     return sorted(runs, key=lambda run: run[0], reverse=True)
 
 
