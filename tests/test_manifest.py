@@ -330,3 +330,17 @@ def test_tables_stream_in_parts_of_bounded_size(policy, tmp_path, signer):
     assert problems([folder]) == []
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [p["rows"] for p in manifest["parts"] if p["table"] == "delisted"] == [2, 2, 2, 2, 1, 1]
+
+
+def test_counts_are_checked_against_the_tables_themselves(policy, tmp_path, signer):
+    from catalogue_purge.audit import _verify_counts
+
+    tables, run = make_tables(policy, tmp_path)
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert _verify_counts(folder, manifest) == []
+    manifest["counts"]["by_decision"]["review"] += 1
+    manifest["counts"]["by_outcome"] = {"DELISTED": 99}
+    found = _verify_counts(folder, manifest)
+    assert any("counts by decision" in p for p in found)
+    assert any("counts by outcome" in p for p in found)
