@@ -31,7 +31,7 @@ VERSION = "2021-10-01T00:00:00.000000Z"
 
 
 def _listings(n: int, prefix: str) -> list:
-    from catalogue_purge.catalogue import LiveListing, Status
+    from catalogue_purge.enforce.catalogue import LiveListing, Status
 
     return [
         LiveListing(
@@ -56,7 +56,7 @@ def _with_latency(client: Any, seconds: float) -> Any:
 
 def sequential(client: Any, table: str, ids: list[str]) -> float:
     """The obvious loop: the same conditional UpdateItem as ours, one call after another."""
-    from catalogue_purge.catalogue import DynamoCatalogue, Enforcement
+    from catalogue_purge.enforce.catalogue import DynamoCatalogue, Enforcement
 
     catalogue = DynamoCatalogue(table, client)
     enforcement = Enforcement(
@@ -73,10 +73,10 @@ def ours(
 ) -> tuple[float, dict]:
     import pyarrow as pa
 
-    from catalogue_purge.catalogue import DynamoCatalogue
-    from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
-    from catalogue_purge.runstore import RunStore
-    from catalogue_purge.sweep import FINDINGS_SCHEMA
+    from catalogue_purge.detect.sweep import FINDINGS_SCHEMA
+    from catalogue_purge.enforce.catalogue import DynamoCatalogue
+    from catalogue_purge.enforce.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
+    from catalogue_purge.enforce.runstore import RunStore
 
     findings = pa.Table.from_pylist(
         [
@@ -131,7 +131,7 @@ class _Slow:
 def _in_memory(items: int, latency: float, concurrency: int) -> tuple[str, float, float, float]:
     """The same comparison without moto's server, whose own CPU caps any client: what the
     concurrency hides of a round trip, on the client's side alone."""
-    from catalogue_purge.catalogue import Enforcement, InMemoryCatalogue
+    from catalogue_purge.enforce.catalogue import Enforcement, InMemoryCatalogue
 
     loop_items, our_items = _listings(items, "A"), _listings(items, "B")
     slow = _Slow(InMemoryCatalogue({x.listing_id: x for x in loop_items + our_items}), latency)
@@ -174,7 +174,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from catalogue_purge import aws
-    from catalogue_purge.catalogue import create_listings_table, put_listings
+    from catalogue_purge.enforce.catalogue import put_listings
+    from catalogue_purge.job.stack import create_listings_table
 
     # moto's server in a process of its own, as DynamoDB is: in this process it would share
     # the GIL with the client under test.

@@ -117,8 +117,8 @@ def run_udf(folder: Path) -> dict:
 def run_screen(folder: Path) -> dict:
     import pyarrow as pa
 
-    from catalogue_purge.matcher import Matcher
-    from catalogue_purge.policy import load_policy
+    from catalogue_purge.detect.matcher import Matcher
+    from catalogue_purge.detect.policy import load_policy
 
     matcher = Matcher(load_policy(POLICY))
     return _udf_query(folder, lambda texts: pa.array(matcher.screen(texts)))
@@ -126,10 +126,10 @@ def run_screen(folder: Path) -> dict:
 
 def run_sweep(folder: Path) -> dict:
     from catalogue_purge.cli import parse_as_of
-    from catalogue_purge.matcher import Matcher
-    from catalogue_purge.policy import load_policy
-    from catalogue_purge.snapshot import open_snapshot
-    from catalogue_purge.sweep import sweep
+    from catalogue_purge.detect.matcher import Matcher
+    from catalogue_purge.detect.policy import load_policy
+    from catalogue_purge.detect.snapshot import open_snapshot
+    from catalogue_purge.detect.sweep import sweep
 
     policy = load_policy(POLICY)
     matcher = Matcher(policy)  # compiled once per run; timed separately
@@ -146,7 +146,7 @@ def run_sweep(folder: Path) -> dict:
 
 def _policy_regex() -> str:
     """Every term of the shipped policy as one alternation (the obvious implementation)."""
-    from catalogue_purge.policy import load_policy
+    from catalogue_purge.detect.policy import load_policy
 
     policy = load_policy(POLICY)
     terms = sorted(
@@ -160,7 +160,7 @@ def _policy_regex() -> str:
 def run_regexp(folder: Path) -> dict:
     import duckdb
 
-    from catalogue_purge.policy import load_policy
+    from catalogue_purge.detect.policy import load_policy
 
     policy = load_policy(POLICY)
     prefixes = [c.path + " > " for c in policy.document.prohibited_categories]

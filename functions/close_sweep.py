@@ -8,9 +8,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalogue_purge.events import CloseSweep
-from catalogue_purge.pipeline import close_sweep
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.job.events import CloseSweep
+from catalogue_purge.job.pipeline import close_sweep
 
 logger = Logger()
 tracer = Tracer()

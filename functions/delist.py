@@ -20,10 +20,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalogue_purge import aws
-from catalogue_purge.catalogue import DynamoCatalogue
-from catalogue_purge.delist import delist_batch
-from catalogue_purge.events import DelistBatch, DelistBatchResult
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.enforce.catalogue import DynamoCatalogue
+from catalogue_purge.job.events import DelistBatch, DelistBatchResult
+from catalogue_purge.job.pipeline import delist_batch
 
 logger = Logger()
 tracer = Tracer()

@@ -10,10 +10,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalogue_purge import aws
-from catalogue_purge.events import FinalizeRun
-from catalogue_purge.manifest import KmsSigner
-from catalogue_purge.pipeline import finalize
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.job.events import FinalizeRun
+from catalogue_purge.job.pipeline import finalize
+from catalogue_purge.record.manifest import KmsSigner
 
 logger = Logger()
 tracer = Tracer()

@@ -16,8 +16,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalogue_purge import aws
-from catalogue_purge.audit import list_runs, presigned_links
-from catalogue_purge.events import ManifestAccessRequest
+from catalogue_purge.job.events import ManifestAccessRequest
+from catalogue_purge.record.audit import list_runs, presigned_links
 
 logger = Logger()
 tracer = Tracer()

@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalogue_purge import aws
-from catalogue_purge.events import SendNotices
-from catalogue_purge.pipeline import send_notices
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.job.events import SendNotices
+from catalogue_purge.job.pipeline import send_notices
 
 logger = Logger()
 tracer = Tracer()

@@ -11,10 +11,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from catalogue_purge import aws
-from catalogue_purge.events import ApplyPenalties
-from catalogue_purge.penalties import DynamoAccounts, Ledger
-from catalogue_purge.pipeline import apply_penalties
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.enforce.penalties import DynamoAccounts, Ledger
+from catalogue_purge.job.events import ApplyPenalties
+from catalogue_purge.job.pipeline import apply_penalties
 
 logger = Logger()
 tracer = Tracer()

@@ -11,9 +11,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalogue_purge.events import StartRun
-from catalogue_purge.pipeline import plan_run
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.job.events import StartRun
+from catalogue_purge.job.pipeline import plan_run
 
 logger = Logger()
 tracer = Tracer()

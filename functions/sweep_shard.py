@@ -7,9 +7,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from catalogue_purge.events import SweepShard
-from catalogue_purge.pipeline import sweep_shard
-from catalogue_purge.policy import shipped_policies
+from catalogue_purge.detect.policy import shipped_policies
+from catalogue_purge.job.events import SweepShard
+from catalogue_purge.job.pipeline import sweep_shard
 
 logger = Logger()
 tracer = Tracer()

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.policy import Policy, load_policy
+from catalogue_purge.detect.matcher import Matcher
+from catalogue_purge.detect.policy import Policy, load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_POLICY = ROOT / "policies" / "crypto-mining-2021.yaml"
@@ -94,7 +94,8 @@ def live_table(aws):
 
     import boto3
 
-    from catalogue_purge.catalogue import LiveListing, Status, create_listings_table, put_listings
+    from catalogue_purge.enforce.catalogue import LiveListing, Status, put_listings
+    from catalogue_purge.job.stack import create_listings_table
 
     def make(rows: list[dict]) -> tuple[object, str]:
         client = boto3.client("dynamodb")

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from catalogue_purge.catalogue import (
+from catalogue_purge.enforce.catalogue import (
     Changed,
     DynamoCatalogue,
     Enforcement,
     LiveListing,
     Status,
-    create_listings_table,
     put_listings,
 )
+from catalogue_purge.job.stack import create_listings_table
 
 V = "2021-10-01T00:00:00.000000Z"
 

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from catalogue_purge.catalogue import InMemoryCatalogue, LiveListing, Status, Transient
-from catalogue_purge.delist import (
+from catalogue_purge.detect.matcher import Matcher
+from catalogue_purge.detect.sweep import FINDINGS_SCHEMA, live_recheck
+from catalogue_purge.enforce.catalogue import InMemoryCatalogue, LiveListing, Status, Transient
+from catalogue_purge.enforce.delist import (
     OUTCOME_SCHEMA,
     Outcome,
     Retry,
@@ -15,10 +17,8 @@ from catalogue_purge.delist import (
     outcomes_by_listing,
     plan_delistings,
 )
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PlanMismatch
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.sweep import FINDINGS_SCHEMA, live_recheck
 
 SNAPSHOT_VERSION = datetime(2021, 10, 1, tzinfo=UTC)
 V = "2021-10-01T00:00:00.000000Z"
@@ -201,8 +201,8 @@ def test_a_run_refuses_a_different_plan_and_an_unapproved_one(tmp_path, recheck)
 
 
 def test_safety_limits_hold_an_unapproved_run(tmp_path, recheck):
+    from catalogue_purge.detect.policy import SafetyLimits
     from catalogue_purge.errors import SafetyLimitExceeded
-    from catalogue_purge.policy import SafetyLimits
 
     listings = {f"L-{i}": live(f"L-{i}") for i in range(5)}
     catalogue = InMemoryCatalogue(dict(listings))
@@ -223,7 +223,7 @@ def test_safety_limits_hold_an_unapproved_run(tmp_path, recheck):
 
 
 def test_recheck_honours_exemptions_in_force(tmp_path):
-    from catalogue_purge.policy import exemptions_path, load_policy
+    from catalogue_purge.detect.policy import exemptions_path, load_policy
 
     from .conftest import SHIPPED_POLICY
 

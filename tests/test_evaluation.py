@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from catalogue_purge.cli import parse_as_of
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import sweep
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import sweep
 
 from .evaluation.labelled import load_listings, score, write_snapshot
 

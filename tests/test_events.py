@@ -12,12 +12,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalogue_purge.catalogue import put_listings
+from catalogue_purge.detect.sweep import read_sweep
+from catalogue_purge.enforce.catalogue import put_listings
 from catalogue_purge.errors import PlanMismatch
-from catalogue_purge.events import FUNCTIONS
-from catalogue_purge.local import QUIET, _live_listings, function_environment, invoke_handler
-from catalogue_purge.stack import Stack, create_local, load_template
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.job.events import FUNCTIONS
+from catalogue_purge.job.local import QUIET, _live_listings, function_environment, invoke_handler
+from catalogue_purge.job.stack import Stack, create_local, load_template
 from catalogue_purge.synthetic import generate_snapshot
 
 from .conftest import ROOT

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import boto3
 
-from catalogue_purge.delist import plan_delistings
-from catalogue_purge.events import DelistBatch
-from catalogue_purge.policy import load_policy
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.detect.sweep import read_sweep
+from catalogue_purge.enforce.delist import plan_delistings
+from catalogue_purge.job.events import DelistBatch
 
 from .conftest import ROOT, SHIPPED_POLICY, listing, sweep_with_cli
 
@@ -108,9 +108,10 @@ def test_batches_of_a_recorded_plan_read_only_their_own_records(tmp_path):
     """Once the plan is recorded (CloseSweep does it, with a row group per batch), a batch
     reads its slice of the intents and its own outcome parts: the run's records are read
     once over all the batches, not once per batch."""
-    from catalogue_purge.catalogue import InMemoryCatalogue, LiveListing
-    from catalogue_purge.delist import OUTCOME_SCHEMA, delist_batch
-    from catalogue_purge.runstore import RunStore
+    from catalogue_purge.enforce.catalogue import InMemoryCatalogue, LiveListing
+    from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
+    from catalogue_purge.enforce.runstore import RunStore
+    from catalogue_purge.job.pipeline import delist_batch
 
     from .conftest import LIVE_VERSION
 

@@ -9,12 +9,12 @@ import uuid
 
 import boto3
 
-from catalogue_purge.catalogue import DynamoCatalogue
-from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.policy import load_policy
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.sweep import live_recheck, read_sweep
+from catalogue_purge.detect.matcher import Matcher
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.detect.sweep import live_recheck, read_sweep
+from catalogue_purge.enforce.catalogue import DynamoCatalogue
+from catalogue_purge.enforce.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
+from catalogue_purge.enforce.runstore import RunStore
 
 from .conftest import ROOT, SHIPPED_POLICY, listing, sweep_with_cli
 from .test_function_delist import FakeContext, load_function

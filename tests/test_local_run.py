@@ -8,9 +8,9 @@ import json
 import boto3
 
 from catalogue_purge.cli import parse_as_of
-from catalogue_purge.local import run_local
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import sweep
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import sweep
+from catalogue_purge.job.local import run_local
 from catalogue_purge.synthetic import generate_snapshot
 
 

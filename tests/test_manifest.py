@@ -11,21 +11,21 @@ import boto3
 import pyarrow as pa
 import pytest
 
-from catalogue_purge.audit import verify_runs
-from catalogue_purge.catalogue import InMemoryCatalogue, LiveListing, Status
 from catalogue_purge.cli import parse_as_of
-from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
-from catalogue_purge.manifest import (
+from catalogue_purge.detect.matcher import Matcher
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import live_recheck, sweep
+from catalogue_purge.enforce.catalogue import InMemoryCatalogue, LiveListing, Status
+from catalogue_purge.enforce.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
+from catalogue_purge.enforce.runstore import RunStore
+from catalogue_purge.record.audit import verify_runs
+from catalogue_purge.record.manifest import (
     KmsSigner,
     ManifestExists,
     build_tables,
     csv_bytes,
     write_manifest,
 )
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import live_recheck, sweep
 
 from .conftest import LIVE_VERSION, listing, write_listings
 
@@ -230,8 +230,8 @@ def test_cli_audit_verify(policy, tmp_path, signer, capsys):
 def test_manifests_on_s3_listed_downloaded_and_verified(policy, tmp_path, signer, capsys):
     import uuid
 
-    from catalogue_purge.audit import DownloadMismatch, download_run, list_runs
     from catalogue_purge.cli import main
+    from catalogue_purge.record.audit import DownloadMismatch, download_run, list_runs
 
     s3 = boto3.client("s3")
     bucket = f"manifests-{uuid.uuid4().hex[:8]}"
@@ -273,7 +273,7 @@ def test_manifests_bucket_keeps_what_was_written(policy, tmp_path, signer):
 
     from botocore.exceptions import ClientError
 
-    from catalogue_purge.manifest import create_manifests_bucket
+    from catalogue_purge.job.stack import create_manifests_bucket
 
     s3 = boto3.client("s3")
     bucket = f"manifests-{uuid.uuid4().hex[:8]}"
@@ -295,7 +295,7 @@ def test_manifests_bucket_keeps_what_was_written(policy, tmp_path, signer):
 
 
 def test_tls_only_policy_denies_plain_http():
-    from catalogue_purge.manifest import tls_only_policy
+    from catalogue_purge.job.stack import tls_only_policy
 
     statement = tls_only_policy("b")["Statement"][0]
     assert statement["Effect"] == "Deny"
@@ -304,7 +304,7 @@ def test_tls_only_policy_denies_plain_http():
 
 
 def test_tables_stream_in_parts_of_bounded_size(policy, tmp_path, signer):
-    from catalogue_purge.manifest import stream_tables
+    from catalogue_purge.record.manifest import stream_tables
 
     rows = [
         listing(f"L-{i}", f"Antminer S19 unit {i}", "Home Appliances > Heaters") for i in range(5)
@@ -333,7 +333,7 @@ def test_tables_stream_in_parts_of_bounded_size(policy, tmp_path, signer):
 
 
 def test_counts_are_checked_against_the_tables_themselves(policy, tmp_path, signer):
-    from catalogue_purge.audit import _verify_counts
+    from catalogue_purge.record.audit import _verify_counts
 
     tables, run = make_tables(policy, tmp_path)
     folder = write_run(tmp_path / "m", "run-1", tables, run, signer)

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.normalise import normalise, normalise_array
-from catalogue_purge.policy import load_policy
-from catalogue_purge.sweep import match_listings
+from catalogue_purge.detect.matcher import Matcher
+from catalogue_purge.detect.normalise import normalise, normalise_array
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.detect.sweep import match_listings
 
 from .evaluation.labelled import load_listings
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from catalogue_purge.enforce.notices import NOTICE_SCHEMA, build_notices, publish
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.notices import NOTICE_SCHEMA, build_notices, publish
-from catalogue_purge.runstore import RunStore
 
 RUN = {
     "run_id": "resweep-1",

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from catalogue_purge.penalties import (
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.enforce.penalties import (
     NO_STEP,
     InMemoryAccounts,
     Ledger,
@@ -18,8 +19,7 @@ from catalogue_purge.penalties import (
     penalise,
     reverse,
 )
-from catalogue_purge.policy import load_policy
-from catalogue_purge.stack import Stack, create_table, load_template
+from catalogue_purge.job.stack import Stack, create_table, load_template
 
 from .conftest import SHIPPED_POLICY
 

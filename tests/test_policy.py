@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from catalogue_purge.detect.policy import exemptions_path, load_policy
 from catalogue_purge.errors import PolicyError
-from catalogue_purge.policy import exemptions_path, load_policy
 
 from .conftest import SHIPPED_POLICY
 

@@ -14,20 +14,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalogue_purge.audit import download_run, list_runs, verify_runs
-from catalogue_purge.catalogue import (
+from catalogue_purge.detect.policy import POLICIES_ENV, load_policy
+from catalogue_purge.detect.sweep import read_sweep
+from catalogue_purge.enforce.catalogue import (
     DynamoCatalogue,
     LiveListing,
     put_listings,
 )
-from catalogue_purge.events import StartRun
-from catalogue_purge.local import run_job
-from catalogue_purge.manifest import KmsSigner
-from catalogue_purge.penalties import DynamoAccounts, Ledger
-from catalogue_purge.policy import POLICIES_ENV, load_policy
-from catalogue_purge.reinstate import Selection, reinstate
-from catalogue_purge.stack import Stack, create_local, load_template
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.enforce.penalties import DynamoAccounts, Ledger
+from catalogue_purge.job.events import StartRun
+from catalogue_purge.job.local import run_job
+from catalogue_purge.job.reinstate import Selection, reinstate
+from catalogue_purge.job.stack import Stack, create_local, load_template
+from catalogue_purge.record.audit import download_run, list_runs, verify_runs
+from catalogue_purge.record.manifest import KmsSigner
 
 from .conftest import SHIPPED_POLICY, listing, write_listings
 

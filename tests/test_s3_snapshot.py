@@ -8,9 +8,9 @@ import boto3
 import pytest
 
 from catalogue_purge.cli import main, parse_as_of
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import decisions, sweep
 from catalogue_purge.errors import SnapshotError
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import decisions, sweep
 
 from .conftest import SHIPPED_POLICY, listing, write_listings
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from catalogue_purge.catalogue import put_listings
-from catalogue_purge.delist import OUTCOME_SCHEMA
+from catalogue_purge.detect.policy import POLICIES_ENV, load_policy
+from catalogue_purge.detect.sweep import read_sweep
+from catalogue_purge.enforce.catalogue import put_listings
+from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.events import StartRun
-from catalogue_purge.local import _live_listings, run_job
-from catalogue_purge.policy import POLICIES_ENV, load_policy
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.stack import Stack, create_local, load_template
-from catalogue_purge.statemachine import ExecutionFailed, Runtime, execute
-from catalogue_purge.sweep import read_sweep
+from catalogue_purge.job.events import StartRun
+from catalogue_purge.job.local import _live_listings, run_job
+from catalogue_purge.job.stack import Stack, create_local, load_template
+from catalogue_purge.job.statemachine import ExecutionFailed, Runtime, execute
 from catalogue_purge.synthetic import generate_snapshot
 
 from .conftest import SHIPPED_POLICY

@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalogue_purge.cli import main, parse_as_of
+from catalogue_purge.detect.policy import exemptions_path, load_policy
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import FINDINGS_SCHEMA, decisions, sweep, write_findings
 from catalogue_purge.errors import SnapshotError
-from catalogue_purge.policy import exemptions_path, load_policy
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import FINDINGS_SCHEMA, decisions, sweep, write_findings
 
 from .conftest import SHIPPED_POLICY, listing, write_listings
 

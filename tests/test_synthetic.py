@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from catalogue_purge.cli import parse_as_of
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.sweep import sweep
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import sweep
 from catalogue_purge.synthetic import PROHIBITED_SHARE, generate_snapshot
 
 

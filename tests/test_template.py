@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel
 
-from catalogue_purge.events import FUNCTIONS, StartRun
-from catalogue_purge.local import _function_module
-from catalogue_purge.policy import load_policy
-from catalogue_purge.stack import Stack, load_template, schedule_parameters
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.job.events import FUNCTIONS, StartRun
+from catalogue_purge.job.local import _function_module
+from catalogue_purge.job.stack import Stack, load_template, schedule_parameters
 
 from .conftest import ROOT, SHIPPED_POLICY
 
@@ -232,7 +232,7 @@ def test_a_deployed_stacks_names_come_from_cloudformation(aws):
         refers = ("BucketEncryption", "SSESpecification", "LoggingConfiguration")
         return {k: v for k, v in properties.items() if k not in refers}
 
-    from catalogue_purge.local import deployed_stack
+    from catalogue_purge.job.local import deployed_stack
 
     template = load_template()
     plain = {

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from catalogue_purge.detect.policy import Policy, load_policy
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.policy import Policy, load_policy
 
 console = Console(stderr=True)
 out = Console()
@@ -62,8 +62,8 @@ def _progress() -> Progress:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from catalogue_purge.snapshot import open_snapshot
-    from catalogue_purge.sweep import sweep, write_findings
+    from catalogue_purge.detect.snapshot import open_snapshot
+    from catalogue_purge.detect.sweep import sweep, write_findings
 
     policy = load_policy(args.policy, exemptions=args.exemptions)
     as_of = parse_as_of(args.as_of, policy)
@@ -151,11 +151,11 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime) -> None:
 
 def cmd_delist(args: argparse.Namespace) -> int:
     from catalogue_purge import aws
-    from catalogue_purge.catalogue import DynamoCatalogue
-    from catalogue_purge.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
-    from catalogue_purge.matcher import Matcher
-    from catalogue_purge.runstore import RunStore
-    from catalogue_purge.sweep import live_recheck, read_sweep
+    from catalogue_purge.detect.matcher import Matcher
+    from catalogue_purge.detect.sweep import live_recheck, read_sweep
+    from catalogue_purge.enforce.catalogue import DynamoCatalogue
+    from catalogue_purge.enforce.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
+    from catalogue_purge.enforce.runstore import RunStore
 
     try:
         findings, sweep_record = read_sweep(str(args.findings))
@@ -201,7 +201,7 @@ def cmd_delist(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from catalogue_purge.audit import verify_runs
+    from catalogue_purge.record.audit import verify_runs
 
     target = Path(args.folder)
     folders = (
@@ -232,8 +232,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     from catalogue_purge import aws
-    from catalogue_purge.manifest import KmsSigner, finalize_run
-    from catalogue_purge.policy import shipped_policies
+    from catalogue_purge.detect.policy import shipped_policies
+    from catalogue_purge.record.manifest import KmsSigner, finalize_run
 
     findings = args.findings.rstrip("/")
     manifest = finalize_run(
@@ -288,8 +288,8 @@ def print_job(output: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from catalogue_purge.events import StartRun
-    from catalogue_purge.local import deployed_stack, run_job, run_local, start_moto
+    from catalogue_purge.job.events import StartRun
+    from catalogue_purge.job.local import deployed_stack, run_job, run_local, start_moto
 
     policy = load_policy(args.policy)
     as_of = parse_as_of(args.as_of, policy)
@@ -337,11 +337,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_reinstate(args: argparse.Namespace) -> int:
     from catalogue_purge import aws
-    from catalogue_purge.catalogue import DynamoCatalogue
-    from catalogue_purge.local import deployed_stack
-    from catalogue_purge.manifest import KmsSigner
-    from catalogue_purge.penalties import DynamoAccounts, Ledger
-    from catalogue_purge.reinstate import Selection, reinstate
+    from catalogue_purge.enforce.catalogue import DynamoCatalogue
+    from catalogue_purge.enforce.penalties import DynamoAccounts, Ledger
+    from catalogue_purge.job.local import deployed_stack
+    from catalogue_purge.job.reinstate import Selection, reinstate
+    from catalogue_purge.record.manifest import KmsSigner
 
     policy = load_policy(args.policy)
     stack = deployed_stack(args.stack)
@@ -370,7 +370,7 @@ def cmd_reinstate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
-    from catalogue_purge.audit import list_runs
+    from catalogue_purge.record.audit import list_runs
 
     table = Table(title=f"runs under {args.root}")
     for column in ("policy", "sequence", "run", "signed at", "location"):
@@ -384,7 +384,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_download(args: argparse.Namespace) -> int:
-    from catalogue_purge.audit import download_run, list_runs, verify_runs
+    from catalogue_purge.record.audit import download_run, list_runs, verify_runs
 
     matches = [r for r in list_runs(args.root) if r["run_id"] == args.run_id]
     if not matches:
@@ -398,7 +398,7 @@ def cmd_audit_download(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    from catalogue_purge.matcher import Matcher
+    from catalogue_purge.detect.matcher import Matcher
 
     policy = load_policy(args.policy)
     matcher = Matcher(policy)
@@ -414,7 +414,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_parameters(args: argparse.Namespace) -> int:
-    from catalogue_purge.stack import schedule_parameters
+    from catalogue_purge.job.stack import schedule_parameters
 
     parameters = schedule_parameters(load_policy(args.policy))
     print(" ".join(f"{k}={v}" for k, v in parameters.items()))

@@ -3,11 +3,34 @@ filesystems (S3 through AWS_ENDPOINT_URL when set, so moto's server locally)."""
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlparse
+
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from catalogue_purge.snapshot import s3_filesystem
+
+def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem, pointed at AWS_ENDPOINT_URL when set (moto locally)."""
+    endpoint = (
+        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    region = (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+    if endpoint:
+        parsed = urlparse(endpoint)
+        return pafs.S3FileSystem(
+            endpoint_override=parsed.netloc or parsed.path,
+            scheme=parsed.scheme or "https",
+            region=region,
+            allow_bucket_creation=False,
+        )
+    return pafs.S3FileSystem(region=region)
 
 
 def locate(uri: str, filesystem: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, str]:

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from catalogue_purge.detect.normalise import normalise
 from catalogue_purge.engine import connect, load_sql
-from catalogue_purge.normalise import normalise
 from catalogue_purge.storage import locate, parquet_bytes, write_bytes
 
 DELISTED_SCHEMA = pa.schema(

@@ -28,8 +28,8 @@ import pyarrow as pa
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from catalogue_purge.detect.policy import Penalties
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.policy import Penalties
 
 NO_STEP = -1
 PENALTY_SCHEMA = pa.schema(

@@ -5,11 +5,11 @@ an auditor can open it from the download; every value from the data is escaped."
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from catalogue_purge.manifest import RunSummary
+import pyarrow as pa
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:980px;
@@ -23,6 +23,65 @@ td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eef1f5;verti
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bar{background:#3d6fb6;height:12px;border-radius:2px}code{font-size:.9em}
 """
+
+
+@dataclass
+class RunSummary:
+    """Counts kept as the parts go by, for manifest.json and the report."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    countries: Counter[str] = field(default_factory=Counter)
+    sellers: Counter[str] = field(default_factory=Counter)
+    rows: Counter[str] = field(default_factory=Counter)
+    penalties: Counter[str] = field(default_factory=Counter)  # "<status>:<step after>"
+    evasions: int = 0
+
+    def add(self, table_name: str, part: pa.Table) -> None:
+        self.rows[table_name] += part.num_rows
+        if table_name == "penalties":
+            for row in part.select(["status", "step_after"]).to_pylist():
+                self.penalties[f"{row['status']}:{row['step_after'] or 'none'}"] += 1
+            return
+        if table_name == "reinstated":
+            for row in part.select(["outcome"]).to_pylist():
+                self.outcomes[row["outcome"]] += 1
+            return
+        for row in part.select(
+            [
+                c
+                for c in (
+                    "outcome",
+                    "rule_ids",
+                    "category_path",
+                    "country_of_sale",
+                    "seller_id",
+                    "evasion",
+                )
+                if c in part.column_names
+            ]
+        ).to_pylist():
+            self.rules.update(row["rule_ids"] or [])
+            self.categories[row["category_path"] or ""] += 1
+            self.countries[row["country_of_sale"] or ""] += 1
+            self.evasions += bool(row["evasion"])
+            if table_name == "delisted":
+                self.outcomes[row["outcome"]] += 1
+                self.sellers[row["seller_id"]] += 1
+
+    def counts(self) -> dict:
+        counts: dict[str, Any] = {
+            "by_outcome": dict(sorted(self.outcomes.items())),
+            "by_decision": {"delist": self.rows["delisted"], "review": self.rows["review"]},
+            "by_rule": dict(sorted(self.rules.items())),
+            "by_country": dict(sorted(self.countries.items())),
+        }
+        if "penalties" in self.rows:
+            counts["by_penalty"] = dict(sorted(self.penalties.items()))
+        if "reinstated" in self.rows:
+            counts["reinstated"] = self.rows["reinstated"]
+        return counts
 
 
 def _bars(title: str, counts: Counter[str], limit: int = 15) -> str:

@@ -18,15 +18,21 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from catalogue_purge.catalogue import Catalogue, Changed, Status
-from catalogue_purge.delist import OUTCOME_SCHEMA
+from catalogue_purge.detect.history import record_reinstated
+from catalogue_purge.detect.policy import Policy
+from catalogue_purge.detect.sweep import findings_dataset, read_sweep_record
+from catalogue_purge.enforce.catalogue import Catalogue, Changed, Status
+from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
+from catalogue_purge.enforce.penalties import (
+    AccountService,
+    Ledger,
+    Penalty,
+    penalty_table,
+    reverse,
+)
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.history import record_reinstated
-from catalogue_purge.manifest import ManifestExists, Signer, write_manifest
-from catalogue_purge.penalties import AccountService, Ledger, Penalty, penalty_table, reverse
-from catalogue_purge.policy import Policy
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.sweep import findings_dataset, read_sweep_record
+from catalogue_purge.record.manifest import ManifestExists, Signer, write_manifest
 
 REINSTATED_SCHEMA = pa.schema(
     [

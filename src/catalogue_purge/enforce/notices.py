@@ -22,8 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.runstore import RunStore
 
 SOURCE = "catalogue-purge"
 DETAIL_TYPE = "SellerNotice"

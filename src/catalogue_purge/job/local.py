@@ -36,17 +36,17 @@ import pyarrow.dataset as ds
 from rich.progress import Progress
 
 from catalogue_purge import aws
-from catalogue_purge.audit import download_run, verify_runs
-from catalogue_purge.catalogue import LiveListing, put_listings
-from catalogue_purge.delist import OUTCOME_SCHEMA
+from catalogue_purge.detect.policy import POLICIES_ENV, Policy
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import findings_dataset, read_sweep
+from catalogue_purge.enforce.catalogue import LiveListing, put_listings
+from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.events import StartRun
-from catalogue_purge.policy import POLICIES_ENV, Policy
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.snapshot import open_snapshot
-from catalogue_purge.stack import Stack, create_local, deployment_file, load_template
-from catalogue_purge.statemachine import Runtime, execute
-from catalogue_purge.sweep import findings_dataset, read_sweep
+from catalogue_purge.job.events import StartRun
+from catalogue_purge.job.stack import Stack, create_local, deployment_file, load_template
+from catalogue_purge.job.statemachine import Runtime, execute
+from catalogue_purge.record.audit import download_run, verify_runs
 
 Say = Callable[[str], None]
 

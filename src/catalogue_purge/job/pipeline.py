@@ -3,7 +3,7 @@
     PlanRun     open the run: check the snapshot, record run.json, list the shards
     SweepShard  one shard (row groups of one file): its findings under shards/
     CloseSweep  merge the shards' findings into the sweep, record the plan, list the batches
-    Delist      one batch of the plan (delist.delist_batch)
+    Delist      one batch of the plan
     FinalizeRun the signed, chained manifest (manifest.finalize_run)
 
 The Lambda functions call these, and so does the local runner, in the same order. Every step
@@ -16,7 +16,7 @@ A run's working records live in the data bucket:
     sweeps/<run>/shards/NNNNN.*    each shard's findings (.parquet) and counts (.json)
     sweeps/<run>/findings.parquet  the merged findings, then sweep.json (the sweep's record)
     sweeps/<run>/batches.json      Map(delist)'s items
-    runs/<run>/...                 the plan and the outcomes (runstore.py)
+    runs/<run>/...                 the plan and the outcomes (enforce/runstore.py)
 """
 
 from __future__ import annotations
@@ -34,11 +34,52 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from catalogue_purge.delist import OUTCOME_SCHEMA, held_back, plan_delistings
+from catalogue_purge.detect.history import (
+    hold_reinstated,
+    mark_relists,
+    past_delisted,
+    read_reinstated,
+    record_delisted,
+    reinstated_listings,
+)
+from catalogue_purge.detect.matcher import compiled_matcher
+from catalogue_purge.detect.policy import Policy, load_policy, load_recorded
+from catalogue_purge.detect.snapshot import Snapshot, open_snapshot
+from catalogue_purge.detect.sweep import (
+    FINDINGS_SCHEMA,
+    SWEEP_FILE,
+    SweepResult,
+    findings_dataset,
+    live_recheck,
+    publish_sweep,
+    read_sweep,
+    read_sweep_record,
+    sweep,
+)
+from catalogue_purge.enforce.catalogue import Catalogue
+from catalogue_purge.enforce.delist import (
+    OUTCOME_SCHEMA,
+    Plan,
+    apply_plan,
+    held_back,
+    plan_delistings,
+)
+from catalogue_purge.enforce.notices import NOTICE_SCHEMA, build_notices, publish
+from catalogue_purge.enforce.penalties import (
+    PENALTY_SCHEMA,
+    AccountService,
+    Ledger,
+    offences_of,
+    penalise,
+    penalty_table,
+)
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PlanMismatch, PurgeError
-from catalogue_purge.events import (
+from catalogue_purge.job.events import (
     ApplyPenalties,
     CloseSweep,
+    DelistBatch,
+    DelistBatchResult,
     FinalizeRun,
     Items,
     NoticesSent,
@@ -52,15 +93,7 @@ from catalogue_purge.events import (
     SweepClosed,
     SweepShard,
 )
-from catalogue_purge.history import (
-    hold_reinstated,
-    mark_relists,
-    past_delisted,
-    read_reinstated,
-    record_delisted,
-    reinstated_listings,
-)
-from catalogue_purge.manifest import (
+from catalogue_purge.record.manifest import (
     ManifestExists,
     Signer,
     finalize_run,
@@ -68,30 +101,7 @@ from catalogue_purge.manifest import (
     run_folder,
     stream_tables,
 )
-from catalogue_purge.matcher import compiled_matcher
-from catalogue_purge.notices import NOTICE_SCHEMA, build_notices, publish
-from catalogue_purge.penalties import (
-    PENALTY_SCHEMA,
-    AccountService,
-    Ledger,
-    offences_of,
-    penalise,
-    penalty_table,
-)
-from catalogue_purge.policy import Policy, load_policy, load_recorded
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.snapshot import Snapshot, open_snapshot
 from catalogue_purge.storage import exists, locate, parquet_bytes, read_bytes, write_bytes
-from catalogue_purge.sweep import (
-    FINDINGS_SCHEMA,
-    SWEEP_FILE,
-    SweepResult,
-    findings_dataset,
-    publish_sweep,
-    read_sweep,
-    read_sweep_record,
-    sweep,
-)
 
 RUN_FILE = "run.json"
 SHARDS_FILE = "shards.json"
@@ -386,6 +396,60 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
     return SweepClosed(**closed, held=False, batches=Items(bucket=bucket, key=key, count=count))
 
 
+def delist_batch(batch: DelistBatch, catalogue: Catalogue, policies_dir: Path) -> DelistBatchResult:
+    """The Delist Lambda's work: one batch of a sweep's plan, against the live catalogue.
+
+    When the run's plan is recorded (CloseSweep did, or an earlier batch), the batch reads only
+    its own intents and its own outcome parts, so a run of many batches reads its records once
+    rather than once per batch. Otherwise it plans from the findings, within the safety limits,
+    and records the plan first."""
+    record = read_sweep_record(batch.sweep_uri)
+    policy = load_recorded(policies_dir, record["policy"])
+    run = RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA)
+    recorded_in = run.dry() if batch.dry_run else run
+    start = batch.batch_index * batch.batch_size
+    recheck = live_recheck(policy, compiled_matcher(policy))
+    if recorded_in.has_plan():
+        whole = recorded_in.read_plan()["sha256"]
+        plan = Plan.recorded(
+            batch.run_id,
+            policy.id,
+            policy.sha256,
+            recorded_in.read_intents(start, start + batch.batch_size),
+            whole,
+        )
+        result = apply_plan(
+            plan,
+            catalogue,
+            run.for_batch(batch.batch_index),
+            recheck,
+            dry_run=batch.dry_run,
+            approve=batch.approve,
+        )
+    else:
+        findings = findings_dataset(batch.sweep_uri).to_table()
+        result = apply_plan(
+            plan_delistings(findings, batch.run_id, policy.id, policy.sha256),
+            catalogue,
+            run.for_batch(batch.batch_index),
+            recheck,
+            dry_run=batch.dry_run,
+            approve=batch.approve,
+            limits=policy.document.safety_limits,
+            swept=record["summary"]["rows_scanned"],
+            batch=(start, start + batch.batch_size),
+        )
+    return DelistBatchResult(
+        run_id=batch.run_id,
+        batch_index=batch.batch_index,
+        plan_sha256=result.plan_sha256,
+        planned=result.planned,
+        outcomes=result.outcomes,
+        failed=len(result.failed),
+        dry_run=result.dry_run,
+    )
+
+
 def finalize(
     event: FinalizeRun, manifests_root: str, signer: Signer, policies_dir: Path
 ) -> RunFinalized:
@@ -484,7 +548,7 @@ def apply_penalties(
 
 def send_notices(event: SendNotices, policies_dir: Path, events: Any, bus: str) -> NoticesSent:
     """Notices: each seller's statement of reasons (delistings and penalty), one event per
-    seller, each sent once per run (see notices.py)."""
+    seller, each sent once per run (see enforce/notices.py)."""
     run = _read_json(f"{event.sweep_uri}/{RUN_FILE}")
     policy = load_recorded(policies_dir, run["policy"], exemptions=True)
     runs = f"{event.runs_uri.rstrip('/')}/{event.run_id}"

@@ -20,21 +20,21 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from catalogue_purge import aws
+from catalogue_purge.detect.policy import Policy
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.policy import Policy
 
 ACCOUNT = "123456789012"  # moto's account
 _SUB = re.compile(r"\$\{([^}!]+)\}")
 
 
 def _source_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def deployment_file(name: str) -> Path:
     """template.yaml, statemachine/ or functions/: inside the installed package (as _name) or
     at the top of the source tree."""
-    packaged = Path(__file__).resolve().parent / f"_{name}"
+    packaged = Path(__file__).resolve().parents[1] / f"_{name}"
     return packaged if packaged.exists() else _source_root() / name
 
 
@@ -292,3 +292,41 @@ def create_table(dynamodb: Any, stack: Stack, logical_id: str, name: str | None 
     described = dynamodb.describe_table(TableName=name)["Table"]
     stack.physical[logical_id], stack.arns[logical_id] = name, described["TableArn"]
     return str(name)
+
+
+def create_listings_table(client: Any, table: str) -> None:
+    """The listings table as template.yaml declares it, under another name (tests, tools)."""
+    create_table(client, Stack("local", load_template()), "ListingsTable", name=table)
+
+
+def create_manifests_bucket(
+    s3: Any, bucket: str, kms_key_id: str, retention_days: int, tls_only: bool = True
+) -> None:
+    """The manifests bucket as template.yaml declares it (versioned, Object Lock in compliance
+    mode, encrypted with KMS, public access blocked), under another name: for the tests and
+    tools. moto's server speaks plain HTTP and enforces bucket policies, so they pass
+    tls_only=False; deployments get the bucket and its TLS-only policy from the template."""
+    stack = Stack(
+        "local", load_template(), parameters={"ManifestRetentionDays": str(retention_days)}
+    )
+    stack.physical["DataKey"] = stack.arns["DataKey"] = kms_key_id
+    create_bucket(s3, stack, "ManifestsBucket", name=bucket)
+    if tls_only:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
+
+
+def tls_only_policy(bucket: str) -> dict:
+    """Deny every request to the bucket that does not come over TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -22,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from catalogue_purge.errors import SnapshotError
+from catalogue_purge.storage import s3_filesystem
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -134,28 +133,6 @@ class Snapshot:
 
     def source_column(self, name: str) -> str:
         return self.columns.get(name, name)
-
-
-def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
-    """pyarrow's S3 filesystem, pointed at AWS_ENDPOINT_URL when set (moto locally)."""
-    endpoint = (
-        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
-    region = (
-        region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1"
-    )
-    if endpoint:
-        parsed = urlparse(endpoint)
-        return pafs.S3FileSystem(
-            endpoint_override=parsed.netloc or parsed.path,
-            scheme=parsed.scheme or "https",
-            region=region,
-            allow_bucket_creation=False,
-        )
-    return pafs.S3FileSystem(region=region)
 
 
 def _list_files(

@@ -258,13 +258,6 @@ class InMemoryCatalogue:
             )
 
 
-def create_listings_table(client: Any, table: str) -> None:
-    """The listings table as template.yaml declares it, under another name (tests, tools)."""
-    from catalogue_purge.stack import Stack, create_table, load_template  # noqa: PLC0415
-
-    create_table(client, Stack("local", load_template()), "ListingsTable", name=table)
-
-
 def put_listings(client: Any, table: str, listings: list[LiveListing]) -> None:
     """Load listings into the table (a local run's live catalogue, or a test's)."""
     for start in range(0, len(listings), 25):  # BatchWriteItem takes 25 items at a time

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalogue_purge.catalogue import (
+from catalogue_purge.detect.policy import SafetyLimits
+from catalogue_purge.enforce.catalogue import (
     Catalogue,
     Changed,
     Enforcement,
@@ -36,12 +36,8 @@ from catalogue_purge.catalogue import (
     Transient,
     format_version,
 )
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PlanMismatch, SafetyLimitExceeded
-from catalogue_purge.events import DelistBatch, DelistBatchResult
-from catalogue_purge.matcher import compiled_matcher
-from catalogue_purge.policy import SafetyLimits, load_recorded
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.sweep import findings_dataset, live_recheck, read_sweep_record
 
 
 class Outcome(StrEnum):
@@ -457,58 +453,4 @@ def outcomes_by_listing(outcomes: pa.Table) -> dict[str, str]:
             outcomes.column("outcome").to_pylist(),
             strict=True,
         )
-    )
-
-
-def delist_batch(batch: DelistBatch, catalogue: Catalogue, policies_dir: Path) -> DelistBatchResult:
-    """The Delist Lambda's work: one batch of a sweep's plan, against the live catalogue.
-
-    When the run's plan is recorded (CloseSweep did, or an earlier batch), the batch reads only
-    its own intents and its own outcome parts, so a run of many batches reads its records once
-    rather than once per batch. Otherwise it plans from the findings, within the safety limits,
-    and records the plan first."""
-    record = read_sweep_record(batch.sweep_uri)
-    policy = load_recorded(policies_dir, record["policy"])
-    run = RunStore(f"{batch.runs_uri.rstrip('/')}/{batch.run_id}", OUTCOME_SCHEMA)
-    recorded_in = run.dry() if batch.dry_run else run
-    start = batch.batch_index * batch.batch_size
-    recheck = live_recheck(policy, compiled_matcher(policy))
-    if recorded_in.has_plan():
-        whole = recorded_in.read_plan()["sha256"]
-        plan = Plan.recorded(
-            batch.run_id,
-            policy.id,
-            policy.sha256,
-            recorded_in.read_intents(start, start + batch.batch_size),
-            whole,
-        )
-        result = apply_plan(
-            plan,
-            catalogue,
-            run.for_batch(batch.batch_index),
-            recheck,
-            dry_run=batch.dry_run,
-            approve=batch.approve,
-        )
-    else:
-        findings = findings_dataset(batch.sweep_uri).to_table()
-        result = apply_plan(
-            plan_delistings(findings, batch.run_id, policy.id, policy.sha256),
-            catalogue,
-            run.for_batch(batch.batch_index),
-            recheck,
-            dry_run=batch.dry_run,
-            approve=batch.approve,
-            limits=policy.document.safety_limits,
-            swept=record["summary"]["rows_scanned"],
-            batch=(start, start + batch.batch_size),
-        )
-    return DelistBatchResult(
-        run_id=batch.run_id,
-        batch_index=batch.batch_index,
-        plan_sha256=result.plan_sha256,
-        planned=result.planned,
-        outcomes=result.outcomes,
-        failed=len(result.failed),
-        dry_run=result.dry_run,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -25,12 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
-from catalogue_purge.catalogue import LiveListing
+from catalogue_purge.detect.matcher import Matcher
+from catalogue_purge.detect.policy import CATEGORY_SEPARATOR, Policy
+from catalogue_purge.detect.snapshot import SWEEP_COLUMNS, Snapshot
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import SnapshotError
-from catalogue_purge.matcher import Matcher
-from catalogue_purge.policy import CATEGORY_SEPARATOR, Policy
-from catalogue_purge.snapshot import SWEEP_COLUMNS, Snapshot
 from catalogue_purge.storage import locate, parquet_bytes, read_bytes, write_bytes
 
 FINDINGS_FILE = "findings.parquet"
@@ -38,6 +38,25 @@ CANDIDATE_BATCH = 4096
 # Screened listings decided at a time: bounds the memory of the decision queries.
 CLASSIFY_BATCH = 20_000
 SWEEP_FILE = "sweep.json"
+
+
+class Listing(Protocol):
+    """The fields of one listing that its decision reads, wherever it comes from (a snapshot's
+    row, or the live catalogue's record of it when it changed since the snapshot)."""
+
+    @property
+    def listing_id(self) -> str: ...
+    @property
+    def seller_id(self) -> str: ...
+    @property
+    def category_path(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def country_of_sale(self) -> str: ...
+
 
 EVIDENCE_SCHEMA = pa.schema(
     [
@@ -419,7 +438,7 @@ def decisions(findings: pa.Table) -> dict[str, str]:
 
 def live_recheck(
     policy: Policy, matcher: Matcher, on: date | None = None
-) -> Callable[[LiveListing], tuple[bool, tuple[str, ...]]]:
+) -> Callable[[Listing], tuple[bool, tuple[str, ...]]]:
     """For a listing that changed since the snapshot: do its live fields still call for
     delisting, and under which rules? The same classification as the sweep's (prohibited
     categories, rules in force in its country, exemptions in force `on` that day, today by
@@ -427,7 +446,7 @@ def live_recheck(
     prefixes = _prohibited_prefixes(policy)
     exemptions = _exemptions_table(policy, on or policy.local_day(datetime.now(UTC)))
 
-    def recheck(live: LiveListing) -> tuple[bool, tuple[str, ...]]:
+    def recheck(live: Listing) -> tuple[bool, tuple[str, ...]]:
         if not policy.country_in_scope(live.country_of_sale):
             return False, ()
         prefix = next(

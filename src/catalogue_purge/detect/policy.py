@@ -481,5 +481,5 @@ def shipped_policies() -> Path:
     (the local run of a policy under review)."""
     if os.environ.get(POLICIES_ENV):
         return Path(os.environ[POLICIES_ENV])
-    packaged = Path(__file__).resolve().parent / "_policies"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "policies"
+    packaged = Path(__file__).resolve().parents[1] / "_policies"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "policies"

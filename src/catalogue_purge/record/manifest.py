@@ -22,9 +22,8 @@ import csv
 import hashlib
 import io
 import json
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,17 +35,16 @@ import pyarrow.fs as pafs
 from cryptography.hazmat.primitives import serialization
 
 from catalogue_purge import aws
-from catalogue_purge.audit import run_digests
-from catalogue_purge.delist import OUTCOME_SCHEMA
+from catalogue_purge.detect.policy import Policy, category_rule_id, load_recorded
+from catalogue_purge.detect.sweep import findings_dataset, read_sweep_record
+from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
+from catalogue_purge.enforce.penalties import PENALTY_SCHEMA
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.engine import connect, load_sql
 from catalogue_purge.errors import PurgeError
-from catalogue_purge.penalties import PENALTY_SCHEMA
-from catalogue_purge.policy import Policy, category_rule_id, load_recorded
-from catalogue_purge.report import render_report
-from catalogue_purge.runstore import RunStore
-from catalogue_purge.stack import Stack, create_bucket, load_template
+from catalogue_purge.record.audit import run_digests
+from catalogue_purge.record.report import RunSummary, render_report
 from catalogue_purge.storage import locate, parquet_bytes
-from catalogue_purge.sweep import findings_dataset, read_sweep_record
 
 PART_ROWS = 100_000
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
@@ -304,65 +302,6 @@ def _parts(source: pa.Table | Iterable[pa.Table], part_rows: int) -> Iterator[pa
         yield from source
 
 
-@dataclass
-class RunSummary:
-    """Counts kept as the parts go by, for manifest.json and the report."""
-
-    outcomes: Counter[str] = field(default_factory=Counter)
-    rules: Counter[str] = field(default_factory=Counter)
-    categories: Counter[str] = field(default_factory=Counter)
-    countries: Counter[str] = field(default_factory=Counter)
-    sellers: Counter[str] = field(default_factory=Counter)
-    rows: Counter[str] = field(default_factory=Counter)
-    penalties: Counter[str] = field(default_factory=Counter)  # "<status>:<step after>"
-    evasions: int = 0
-
-    def add(self, table_name: str, part: pa.Table) -> None:
-        self.rows[table_name] += part.num_rows
-        if table_name == "penalties":
-            for row in part.select(["status", "step_after"]).to_pylist():
-                self.penalties[f"{row['status']}:{row['step_after'] or 'none'}"] += 1
-            return
-        if table_name == "reinstated":
-            for row in part.select(["outcome"]).to_pylist():
-                self.outcomes[row["outcome"]] += 1
-            return
-        for row in part.select(
-            [
-                c
-                for c in (
-                    "outcome",
-                    "rule_ids",
-                    "category_path",
-                    "country_of_sale",
-                    "seller_id",
-                    "evasion",
-                )
-                if c in part.column_names
-            ]
-        ).to_pylist():
-            self.rules.update(row["rule_ids"] or [])
-            self.categories[row["category_path"] or ""] += 1
-            self.countries[row["country_of_sale"] or ""] += 1
-            self.evasions += bool(row["evasion"])
-            if table_name == "delisted":
-                self.outcomes[row["outcome"]] += 1
-                self.sellers[row["seller_id"]] += 1
-
-    def counts(self) -> dict:
-        counts: dict[str, Any] = {
-            "by_outcome": dict(sorted(self.outcomes.items())),
-            "by_decision": {"delist": self.rows["delisted"], "review": self.rows["review"]},
-            "by_rule": dict(sorted(self.rules.items())),
-            "by_country": dict(sorted(self.countries.items())),
-        }
-        if "penalties" in self.rows:
-            counts["by_penalty"] = dict(sorted(self.penalties.items()))
-        if "reinstated" in self.rows:
-            counts["reinstated"] = self.rows["reinstated"]
-        return counts
-
-
 def finalize_run(
     sweep_uri: str,
     *,
@@ -415,36 +354,3 @@ def finalize_run(
         "finalized_at": datetime.now(UTC).isoformat(),
     }
     return write_manifest(manifests_root, run, tables, signer)
-
-
-def create_manifests_bucket(
-    s3: Any, bucket: str, kms_key_id: str, retention_days: int, tls_only: bool = True
-) -> None:
-    """The manifests bucket as template.yaml declares it (versioned, Object Lock in compliance
-    mode, encrypted with KMS, public access blocked), under another name: for the tests and
-    tools. moto's server speaks plain HTTP and enforces bucket policies, so they pass
-    tls_only=False; deployments get the bucket and its TLS-only policy from the template."""
-    stack = Stack(
-        "local", load_template(), parameters={"ManifestRetentionDays": str(retention_days)}
-    )
-    stack.physical["DataKey"] = stack.arns["DataKey"] = kms_key_id
-    create_bucket(s3, stack, "ManifestsBucket", name=bucket)
-    if tls_only:
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
-
-
-def tls_only_policy(bucket: str) -> dict:
-    """Deny every request to the bucket that does not come over TLS."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "TlsOnly",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }

@@ -31,9 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from catalogue_purge.detect.normalise import normalise, normalise_array, strip_accents
+from catalogue_purge.detect.policy import Field_, Policy, TextRule
 from catalogue_purge.errors import PolicyError
-from catalogue_purge.normalise import normalise, normalise_array, strip_accents
-from catalogue_purge.policy import Field_, Policy, TextRule
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
 # compilation of thousands of literals takes seconds).
