@@ -59,12 +59,10 @@ def write_listings(path: Path, rows: list[dict], rename: dict[str, str] | None =
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """moto's server on loopback: the code under test talks to it like to AWS."""
-    from moto.server import ThreadedMotoServer
+    from catalogue_purge.job.local import serve_moto
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    server, endpoint = serve_moto()
+    yield endpoint
     server.stop()
 
 

@@ -138,9 +138,7 @@ def test_the_checks_catch_an_upward_import_a_lazy_one_and_a_cycle(tmp_path: Path
     (root / "detect" / "sweep.py").write_text(
         "from catalogue_purge.enforce.catalogue import LiveListing\n"
     )
-    (root / "enforce" / "catalogue.py").write_text(
-        "def f():\n    from ..record import manifest\n"
-    )
+    (root / "enforce" / "catalogue.py").write_text("def f():\n    from ..record import manifest\n")
     (root / "record" / "manifest.py").write_text("from . import report\n")
     (root / "record" / "report.py").write_text(
         "from typing import TYPE_CHECKING\n"

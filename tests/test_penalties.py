@@ -11,6 +11,7 @@ import pytest
 from catalogue_purge.detect.policy import load_policy
 from catalogue_purge.enforce.penalties import (
     NO_STEP,
+    DynamoAccounts,
     InMemoryAccounts,
     Ledger,
     Offence,
@@ -85,7 +86,48 @@ def test_once_per_run_and_concurrent_runs_both_count(ledger):
         )
     assert sorted(p.step_after for p in done) == ["account-frozen", "store-blocked"]
     assert ledger.state("S", "crypto-mining-2021")[:2] == (2, 3)
-    assert accounts.steps[("S", "crypto-mining-2021")] in {"account-frozen", "store-blocked"}
+    # The account ends at the ledger's step, whichever run's call reached it last.
+    assert accounts.steps[("S", "crypto-mining-2021")] == "account-frozen"
+
+
+def test_a_repeated_earlier_run_leaves_the_account_at_the_ledgers_step(ledger):
+    accounts = InMemoryAccounts()
+    penalise(offence("run-1"), PENALTIES, ledger, accounts)  # warning
+    penalise(offence("run-2"), PENALTIES, ledger, accounts)  # store-blocked
+    again = penalise(offence("run-1"), PENALTIES, ledger, accounts)
+    assert again.step_after == "warning"  # what run-1 did, as recorded
+    assert accounts.steps[("S", "crypto-mining-2021")] == "store-blocked"
+
+
+@pytest.fixture
+def accounts_table(aws):
+    client = boto3.client("dynamodb")
+    name = create_table(
+        client,
+        Stack("t", load_template()),
+        "SellerAccountsTable",
+        name=f"accounts-{uuid.uuid4().hex[:6]}",
+    )
+    return DynamoAccounts(name, client)
+
+
+@pytest.mark.parametrize("service", ["memory", "dynamodb"])
+def test_the_account_keeps_the_step_of_the_latest_ledger_state(service, request):
+    accounts = (
+        InMemoryAccounts() if service == "memory" else request.getfixturevalue("accounts_table")
+    )
+
+    def step() -> str | None:
+        if isinstance(accounts, InMemoryAccounts):
+            return accounts.steps[("S", "p")]
+        item = accounts.client.get_item(TableName=accounts.table, Key={"seller_id": {"S": "S"}})
+        return item["Item"]["penalties"]["M"]["p"]["M"]["step"]["S"]
+
+    accounts.set_step("S", "p", "account-frozen", "run-3", "why", version=3)
+    accounts.set_step("S", "p", "store-blocked", "run-2", "why", version=2)  # arrives late
+    assert step() == "account-frozen"
+    accounts.set_step("S", "p", "warning", "re-1", "reversed", version=4)
+    assert step() == "warning"
 
 
 def test_a_reversal_replays_the_offences_that_remain(ledger):

@@ -321,7 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 policy, args.snapshot, as_of, args.out, say=out.print, progress=progress
             )
     finally:
-        server.stop()  # type: ignore[attr-defined]
+        server.stop()
     print_job(result.output)
     print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")

@@ -17,6 +17,7 @@ plugs its own account service in), set to an absolute step, so applying it again
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,21 +114,45 @@ def reason(offence: Offence, offences: int, penalties: Penalties, before: int, a
 
 
 class AccountService(Protocol):
-    """The platform's seller accounts: set a seller's penalty step (None: good standing)."""
+    """The platform's seller accounts: set a seller's penalty step (None: good standing).
+
+    `version` is the version of the seller's state in the ledger that the step comes from:
+    the service keeps the step of the highest version it was given. Two runs penalising one
+    seller at once apply their steps in either order; the account must end at the ledger's
+    latest step, not at whichever call came last."""
 
     def set_step(
-        self, seller_id: str, policy_id: str, step: str | None, run_id: str, reason: str
+        self,
+        seller_id: str,
+        policy_id: str,
+        step: str | None,
+        run_id: str,
+        reason: str,
+        *,
+        version: int,
     ) -> None: ...
 
 
 @dataclass
 class InMemoryAccounts:
     steps: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_step(
-        self, seller_id: str, policy_id: str, step: str | None, run_id: str, reason: str
+        self,
+        seller_id: str,
+        policy_id: str,
+        step: str | None,
+        run_id: str,
+        reason: str,
+        *,
+        version: int,
     ) -> None:
-        self.steps[(seller_id, policy_id)] = step
+        key = (seller_id, policy_id)
+        with self._lock:
+            if version >= self.versions.get(key, -1):
+                self.steps[key], self.versions[key] = step, version
 
 
 @dataclass
@@ -138,7 +163,14 @@ class DynamoAccounts:
     client: Any
 
     def set_step(
-        self, seller_id: str, policy_id: str, step: str | None, run_id: str, reason: str
+        self,
+        seller_id: str,
+        policy_id: str,
+        step: str | None,
+        run_id: str,
+        reason: str,
+        *,
+        version: int,
     ) -> None:
         self.client.update_item(
             TableName=self.table,
@@ -153,15 +185,22 @@ class DynamoAccounts:
                 "run_id": {"S": run_id},
                 "reason": {"S": reason},
                 "at": {"S": datetime.now(UTC).isoformat()},
+                "version": {"N": str(version)},
             }
         }
-        self.client.update_item(
-            TableName=self.table,
-            Key={"seller_id": {"S": seller_id}},
-            UpdateExpression="SET #p.#policy = :value",
-            ExpressionAttributeNames={"#p": "penalties", "#policy": policy_id},
-            ExpressionAttributeValues={":value": value},
-        )
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"seller_id": {"S": seller_id}},
+                UpdateExpression="SET #p.#policy = :value",
+                ConditionExpression=("attribute_not_exists(#p.#policy.#v) OR #p.#policy.#v <= :v"),
+                ExpressionAttributeNames={"#p": "penalties", "#policy": policy_id, "#v": "version"},
+                ExpressionAttributeValues={":value": value, ":v": {"N": str(version)}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # a later state of the seller was applied already: it stands
 
 
 class Ledger:
@@ -344,6 +383,10 @@ def penalise(
         recorded = ledger.offence(offence.seller_id, offence.policy_id, offence.run_id)
         if recorded is not None:
             penalty = _penalty_from_record(recorded, offence.seller_id)
+            # the run repeated: the account gets the ledger's state as it is now, which later
+            # runs may have moved past this offence's step
+            step, _, version = ledger.state(offence.seller_id, offence.policy_id)
+            applied = (ladder[step].id if step >= 0 else None, version)
             break
         before = ledger.state(offence.seller_id, offence.policy_id)
         wanted = next_step(before[0], offence, penalties)
@@ -368,12 +411,19 @@ def penalise(
             relist=offence.relist,
         )
         if ledger.write(penalty, offence.policy_id, before, after, count):
+            applied = (penalty.step_after, before[2] + 1)  # the write moved the version on
             break
         time.sleep(0.05)  # the state moved under us (another run): read it again
     else:
         raise PurgeError(f"seller {offence.seller_id}: the ledger kept changing; try again")
+    step_id, version = applied
     accounts.set_step(
-        offence.seller_id, offence.policy_id, penalty.step_after, offence.run_id, penalty.reason
+        offence.seller_id,
+        offence.policy_id,
+        step_id,
+        offence.run_id,
+        penalty.reason,
+        version=version,
     )
     return penalty
 
@@ -445,7 +495,7 @@ def reverse(
     if not record["reversed"]:
         ledger.mark_reversed(seller_id, policy_id, run_id, why)
     after = ladder[step].id if step >= 0 else None
-    accounts.set_step(seller_id, policy_id, after, reinstatement_id, why)
+    accounts.set_step(seller_id, policy_id, after, reinstatement_id, why, version=current[2] + 1)
     return Penalty(
         seller_id=seller_id,
         run_id=run_id,

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -91,16 +92,47 @@ class LocalRun:
         return sum(self.outcomes.values()) == self.planned
 
 
-def start_moto() -> tuple[object, str]:
-    """moto's server on 127.0.0.1 (a free port), with the environment boto3 and pyarrow read."""
+class _OneDynamoDBRequestAtATime:
+    """WSGI middleware: moto's server handles DynamoDB's requests one at a time.
+
+    DynamoDB applies each request atomically; moto's server, which answers requests in
+    threads, does not. Its TransactWriteItems deep-copies every table it touches, checks the
+    conditions and writes without a lock, and on a cancelled transaction restores the copies:
+    two concurrent transactions can both pass a condition that only one may pass, a rollback
+    undoes another request's write, and a copy taken while another thread writes fails with
+    "dictionary changed size during iteration" (a 500). One lock over DynamoDB's requests gives
+    the local endpoint the atomicity the deployed one has; S3 and KMS stay concurrent."""
+
+    def __init__(self, app: Callable[..., Any]):
+        self.app, self.lock = app, threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole answer, under the lock
+
+
+def serve_moto() -> tuple[Any, str]:
+    """moto's server on 127.0.0.1 (a free port), DynamoDB's requests one at a time: the server
+    (stop() it) and its endpoint."""
     # Imported here: moto is a development dependency, never part of a deployed package.
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    # werkzeug's server calls its `app` per request; no request has arrived yet.
+    wsgi = server._server
+    assert wsgi is not None  # start() made it
+    wsgi.app = _OneDynamoDBRequestAtATime(wsgi.app)
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    return server, f"http://{host}:{port}"
+
+
+def start_moto() -> tuple[Any, str]:
+    """moto's server (serve_moto), with the environment boto3 and pyarrow read."""
+    server, endpoint = serve_moto()
     os.environ.update(
         {
             "AWS_ENDPOINT_URL": endpoint,
@@ -251,7 +283,8 @@ def deployed_stack(name: str) -> Stack:
 
 def _live_listings(snapshot_path: str, listing_ids: list[str]) -> list[LiveListing]:
     table = ds.dataset(snapshot_path, format="parquet").to_table(
-        filter=ds.field("listing_id").isin(listing_ids)
+        # typed: an empty list (no finding) would be a null array, which Arrow cannot compare
+        filter=ds.field("listing_id").isin(pa.array(listing_ids, pa.string()))
     )
     return [LiveListing.from_row(r) for r in table.to_pylist()]
 
