@@ -6,6 +6,7 @@ import json
 import re
 
 import boto3
+import pyarrow.parquet as pq
 
 from catalogue_purge.cli import main
 
@@ -36,18 +37,33 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
         str(SHIPPED_POLICY),
     ]
     capsys.readouterr()
-    assert main([*args, "--dry-run"]) == 0
-    assert "dry run" in capsys.readouterr().out
-    assert (
-        client.get_item(TableName=table, Key={"listing_id": {"S": "L-1"}})["Item"]["status"]["S"]
-        == "ACTIVE"
-    )
+    # 2 of 4 swept listings is far over the policy's 2% share: held back until approved, and
+    # a dry run predicts just that rather than delistings the real run would refuse.
+    assert main([*args, "--dry-run"]) == 5
+    held = capsys.readouterr().err
+    assert "dry run: the real run would be held back" in held
+    assert "max_share: 50.00% of 4 swept listings" in held
 
-    # 2 of 4 swept listings is far over the policy's 2% share: held back until approved.
     assert main(args) == 5
     held = capsys.readouterr().err
     assert "max_share: 50.00% of 4 swept listings" in held
     plan_hash = re.search(r"--approve\s+([0-9a-f]{64})", held).group(1)
+    assert (
+        client.get_item(TableName=table, Key={"listing_id": {"S": "L-1"}})["Item"]["status"]["S"]
+        == "ACTIVE"
+    )
+    # The held plan is kept for review, apart from the run's own records.
+    held_plan = tmp_path / "sweep" / "runs" / "run-1" / "held"
+    assert json.loads((held_plan / "why.json").read_text())["sha256"] == plan_hash
+    assert pq.read_table(held_plan / "intents.parquet").column("listing_id").to_pylist() == [
+        "L-1",
+        "L-2",
+    ]
+    assert not (tmp_path / "sweep" / "runs" / "run-1" / "plan.json").exists()
+
+    # Approved, the dry run predicts and changes nothing.
+    assert main([*args, "--dry-run", "--approve", plan_hash]) == 0
+    assert "dry run" in capsys.readouterr().out
     assert (
         client.get_item(TableName=table, Key={"listing_id": {"S": "L-1"}})["Item"]["status"]["S"]
         == "ACTIVE"

@@ -19,8 +19,16 @@ from rich.table import Table
 from catalogue_purge.detect.policy import Policy, load_policy
 from catalogue_purge.errors import PurgeError
 
-console = Console(stderr=True)
-out = Console()
+
+def _console(stderr: bool = False) -> Console:
+    """rich's layout on a terminal; in a log or a pipe no line is wrapped, so that links, ids
+    and hashes stay whole for whoever reads or greps them."""
+    terminal = Console(stderr=stderr).is_terminal
+    return Console(stderr=stderr, soft_wrap=not terminal, width=None if terminal else 1_000)
+
+
+console = _console(stderr=True)
+out = _console()
 
 
 def parse_as_of(value: str, policy: Policy) -> datetime:
@@ -268,7 +276,12 @@ def print_job(output: dict) -> None:
     out.print(
         f"run {plan['run_id']}: {plan['rows']:,} listings in {plan['shards']['count']} shard(s), "
         f"{closed.get('findings', 0):,} findings, {closed.get('planned', 0):,} to delist "
-        f"(plan {closed.get('plan_sha256', '-')[:12]}) in {batches} batch(es)"
+        f"(plan {closed.get('plan_sha256', '-')}) in {batches} batch(es)"
+    )
+    scope = plan.get("scope", {})
+    out.print(
+        f"scope: {plan.get('kind', 'purge')} run, {scope.get('kind', 'full')} sweep"
+        + (f" ({scope['reason']})" if scope.get("reason") else "")
     )
     if "penalties" in output:
         penalties = output["penalties"]
@@ -318,14 +331,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with _job_progress() as progress:
             result = run_local(
-                policy, args.snapshot, as_of, args.out, say=out.print, progress=progress
+                policy,
+                args.snapshot,
+                as_of,
+                args.out,
+                say=out.print,
+                progress=progress,
+                kind=args.kind,
+                scope=args.scope,
+                run_id=args.run_id,
+                dry_run=args.dry_run,
+                approve=args.approve,
             )
     finally:
         server.stop()
     print_job(result.output)
     print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")
-    out.print(f"delisting: {result.outcomes} ({'balanced' if result.balanced else 'NOT balanced'})")
+    balance = "balanced" if result.balanced else "NOT balanced"
+    if result.dry_run:
+        out.print(
+            f"dry run: predicted outcomes {result.outcomes} ({balance}); nothing was delisted, "
+            "no penalty, notice or manifest"
+        )
+        print_evasions(result.findings, args.examples)
+        return 0 if result.balanced else 8
+    out.print(f"delisting: {result.outcomes} ({balance})")
     print_evasions(result.findings, args.examples)
     state = "[green]verified[/green]" if result.verified else "[red]NOT verified[/red]"
     out.print(f"manifest of run {result.run_id}: {state}: {result.manifest_folder}")

@@ -339,13 +339,15 @@ def held_back(
         raise PlanMismatch(
             f"plan {plan.sha256} is not the approved plan {approve}; nothing was delisted"
         )
-    if approve is not None or limits is None or dry_run:
+    # A dry run is held back like the real run: it predicts what the real run will do.
+    if approve is not None or limits is None:
         return None
     breaches = limit_breaches(plan, limits, swept)
     if not breaches:
         return None
     return (
-        "nothing was delisted: the plan breaks the policy's safety limits ("
+        ("dry run: the real run would be held back. " if dry_run else "")
+        + "nothing was delisted: the plan breaks the policy's safety limits ("
         + "; ".join(breaches)
         + f"). Review it, then {then.format(sha=plan.sha256)}"
     )
@@ -381,7 +383,8 @@ def apply_plan(
         then="apply it with --approve {sha}",
     )
     if reason:
-        raise SafetyLimitExceeded(reason)
+        where = store.record_held(plan.sha256, plan.table(), reason, dry_run)
+        raise SafetyLimitExceeded(f"{reason}. The plan is kept for review under {where}")
     if dry_run:
         store = store.dry()
     store.record_plan(plan.sha256, plan.table(), dry_run=dry_run)

@@ -10,7 +10,9 @@ same code writes to moto locally and to S3 when deployed):
     <root>/outcomes/b00012-*.parquet  the same, of one batch of the delist map: a batch reads
                                   back only its own parts
 
-A dry run keeps its records under <root>/dry-run/, apart from the real ones.
+A dry run keeps its records under <root>/dry-run/, apart from the real ones. A plan the
+safety limits held back is recorded under <root>/held/ (its intents, plan.json and why.json),
+for a person to review before approving it; nothing acts on it from there.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ class RunStore:
 
     def dry(self) -> RunStore:
         return RunStore(f"{self.location}/dry-run", self.outcome_schema, self.fs, self.batch)
+
+    def held(self) -> RunStore:
+        """Where a plan held back by the safety limits is kept for review (see the module)."""
+        return RunStore(f"{self.location}/held", self.outcome_schema, self.fs)
+
+    def record_held(self, sha256: str, intents: pa.Table, reason: str, dry_run: bool) -> str:
+        """Keep a held-back plan for review (again harmlessly); its location."""
+        held = self.held()
+        held.record_plan(sha256, intents, dry_run=dry_run)
+        with held.fs.open_output_stream(held._path("why.json")) as handle:
+            handle.write(json.dumps({"sha256": sha256, "reason": reason}, indent=2).encode())
+        return held.location
 
     def for_batch(self, batch: int) -> RunStore:
         """The same run, reading and writing only the outcome parts of one delist batch."""

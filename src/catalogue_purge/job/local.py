@@ -86,6 +86,7 @@ class LocalRun:
     verified: bool
     seconds: float
     resources: dict[str, str]  # logical id -> name or key id
+    dry_run: bool = False
 
     @property
     def balanced(self) -> bool:
@@ -298,9 +299,16 @@ def run_local(
     *,
     progress: Progress | None = None,
     rows_per_shard: int = 250_000,
+    kind: str = "purge",
+    scope: str = "auto",
+    run_id: str | None = None,
+    dry_run: bool = False,
+    approve: str | None = None,
 ) -> LocalRun:
     """Create the stack's resources on the configured endpoint (moto's server), run the job,
-    download and verify the manifest into `work`."""
+    download and verify the manifest into `work`. kind, scope, run_id, dry_run and approve
+    are the run's own (StartRun's); a dry run ends after predicting the outcomes, with no
+    manifest."""
     policies = Path(policy.path).resolve().parent
     if policies / f"{policy.id}.yaml" != Path(policy.path).resolve():
         raise PurgeError(
@@ -328,7 +336,11 @@ def run_local(
         policy_id=policy.id,
         snapshot_uri=f"s3://{data_bucket}/{prefix}",
         as_of=as_of,
-        run_id=f"local-{as_of:%Y%m%d}-{suffix}",
+        kind=kind,
+        scope=scope,
+        run_id=run_id or f"local-{as_of:%Y%m%d}-{suffix}{'-dry-run' if dry_run else ''}",
+        dry_run=dry_run,
+        approve=approve,
         rows_per_shard=rows_per_shard,
     )
 
@@ -348,15 +360,17 @@ def run_local(
     seconds = time.perf_counter() - started
     plan = output["plan"]
     findings, record = read_sweep(plan["sweep_uri"])
-    outcomes_table = RunStore(
-        f"{plan['runs_uri']}/{plan['run_id']}", OUTCOME_SCHEMA
-    ).read_outcomes()
+    store = RunStore(f"{plan['runs_uri']}/{plan['run_id']}", OUTCOME_SCHEMA)
+    outcomes_table = (store.dry() if dry_run else store).read_outcomes()
     outcomes = dict(Counter(outcomes_table.column("outcome").to_pylist()))
-    # FinalizeRun's answer names the run's manifest folder.
-    folder = download_run(output["manifest"]["manifest"], work / "manifests")
-    verification = verify_runs([folder], from_first=False)[0]
-    for problem in verification.problems:
-        say(f"  - {problem}")
+    folder, verified = None, False
+    if "manifest" in output:  # a dry run ends before FinalizeRun
+        # FinalizeRun's answer names the run's manifest folder.
+        folder = download_run(output["manifest"]["manifest"], work / "manifests")
+        verification = verify_runs([folder], from_first=False)[0]
+        verified = verification.ok
+        for problem in verification.problems:
+            say(f"  - {problem}")
     return LocalRun(
         run_id=plan["run_id"],
         output=output,
@@ -365,7 +379,8 @@ def run_local(
         outcomes=outcomes,
         planned=output["closed"]["planned"],
         manifest_folder=folder,
-        verified=verification.ok,
+        verified=verified,
+        dry_run=dry_run,
         seconds=seconds,
         resources=dict(stack.physical),
     )

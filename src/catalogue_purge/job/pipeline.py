@@ -383,11 +383,15 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         dry_run=event.dry_run,
         then="start the run again with approve={sha}",
     )
-    if reason:
-        return SweepClosed(
-            **closed, held=True, reason=reason, batches=Items(bucket=bucket, key=key, count=0)
-        )
     store = RunStore(f"{event.runs_uri.rstrip('/')}/{event.run_id}", OUTCOME_SCHEMA)
+    if reason:
+        where = store.record_held(plan.sha256, plan.table(), reason, event.dry_run)
+        return SweepClosed(
+            **closed,
+            held=True,
+            reason=f"{reason}. The plan is kept for review under {where}",
+            batches=Items(bucket=bucket, key=key, count=0),
+        )
     (store.dry() if event.dry_run else store).record_plan(
         plan.sha256, plan.table(), dry_run=event.dry_run, row_group_size=event.batch_size
     )

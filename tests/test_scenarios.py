@@ -1,0 +1,145 @@
+"""The command line as a user runs it: `catalogue-purge` in a subprocess, each local run on its
+own moto server, off the demo's path (other dates, every option of `run`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SHIPPED_POLICY
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, cwd: Path, expect: int | None = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "catalogue_purge.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=600,
+    )
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said, said
+    if expect is not None:
+        assert done.returncode == expect, said
+    return done
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("snapshots")
+    for name, rows, files in (("20k", "20000", "2"), ("2k", "2000", "1")):
+        cli("generate", "--out", str(root / name), "--rows", rows, "--files", files, cwd=root)
+    return {"20k": root / "20k", "2k": root / "2k"}
+
+
+def run_local(snapshot: Path, out: Path, as_of: str, *extra: str, expect: int | None = 0):
+    return cli(
+        "run",
+        "--local",
+        "--snapshot",
+        str(snapshot),
+        "--policy",
+        str(SHIPPED_POLICY),
+        "--as-of",
+        as_of,
+        "--out",
+        str(out),
+        *extra,
+        cwd=out.parent,
+        expect=expect,
+    )
+
+
+def manifest_of(out: Path) -> dict:
+    (folder,) = (out / "manifests").iterdir()
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_the_day_before_the_delisting_date_acts_on_nothing(snapshots, tmp_path):
+    done = run_local(snapshots["20k"], tmp_path / "run", "2021-10-07")
+    assert "nothing to act on" in done.stdout
+    assert "verified" in done.stdout
+    manifest = manifest_of(tmp_path / "run")
+    assert manifest["counts"]["by_decision"] == {"delist": 0, "review": 0}
+
+
+def test_between_the_dates_delists_without_penalties(snapshots, tmp_path):
+    done = run_local(snapshots["20k"], tmp_path / "run", "2021-10-08")
+    assert "before the penalty date" in done.stdout
+    manifest = manifest_of(tmp_path / "run")
+    assert manifest["counts"]["by_outcome"]["DELISTED"] > 50
+    assert not manifest["counts"].get("by_penalty")
+
+
+def test_after_the_penalty_date_penalises(snapshots, tmp_path):
+    done = run_local(snapshots["20k"], tmp_path / "run", "2021-10-16")
+    manifest = manifest_of(tmp_path / "run")
+    delisted = manifest["counts"]["by_outcome"]["DELISTED"]
+    penalties = manifest["counts"]["by_penalty"]
+    assert delisted > 50
+    assert sum(penalties.values()) > 20
+    assert re.search(r"penalties: \d+ seller\(s\) with listings delisted", done.stdout)
+
+
+def test_a_dry_run_changes_nothing_and_signs_nothing(snapshots, tmp_path):
+    done = run_local(snapshots["2k"], tmp_path / "run", "2021-10-08", "--dry-run")
+    assert "dry run: predicted outcomes {'DELISTED': " in done.stdout
+    assert "nothing was delisted" in done.stdout
+    assert "notices:" not in done.stdout
+    assert not (tmp_path / "run" / "manifests").exists()
+
+
+def test_run_id_kind_and_scope_are_the_runs_own(snapshots, tmp_path):
+    done = run_local(
+        snapshots["2k"],
+        tmp_path / "run",
+        "2021-10-08",
+        "--run-id",
+        "rehearsal-1",
+        "--kind",
+        "re-sweep",
+        "--scope",
+        "changed",
+    )
+    manifest = json.loads(
+        (tmp_path / "run" / "manifests" / "rehearsal-1" / "manifest.json").read_text()
+    )
+    assert manifest["run_id"] == "rehearsal-1"
+    assert manifest["kind"] == "re-sweep"
+    # A new local stack has no earlier run to compare with: said, and swept in full.
+    assert manifest["sweep"]["reason"] == "changed asked, full swept: no earlier complete run"
+    assert "scope: re-sweep run, full sweep (changed asked, full swept" in done.stdout
+
+
+def test_a_dry_runs_plan_hash_approves_the_real_run_and_another_is_refused(snapshots, tmp_path):
+    dry = run_local(
+        snapshots["2k"], tmp_path / "dry", "2021-10-08", "--dry-run", "--run-id", "approved-1"
+    )
+    plan = re.search(r"\(plan ([0-9a-f]{64})\)", dry.stdout).group(1)
+
+    wrong = run_local(
+        snapshots["2k"],
+        tmp_path / "wrong",
+        "2021-10-08",
+        "--run-id",
+        "approved-1",
+        "--approve",
+        "0" * 64,
+        expect=None,
+    )
+    assert wrong.returncode != 0
+    assert f"plan {plan} is not the approved plan {'0' * 64}" in wrong.stderr
+    assert not (tmp_path / "wrong" / "manifests").exists()
+
+    run_local(
+        snapshots["2k"], tmp_path / "run", "2021-10-08", "--run-id", "approved-1", "--approve", plan
+    )
+    assert manifest_of(tmp_path / "run")["plan_sha256"] == plan
