@@ -13,6 +13,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from catalogue_purge.errors import PurgeError
+
 # botocore retries a little on its own; throttling beyond that is retried by the caller with
 # backoff and jitter, where it can be counted and end in a FAILED outcome.
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64)
@@ -30,4 +32,10 @@ def _session() -> Any:  # Any: the stubs type client() per service name
 
 def client(service: str, **overrides: Any) -> Any:
     with _making:
-        return _session().client(service, config=_CONFIG, **overrides)
+        session = _session()
+        if not (overrides.get("region_name") or session.region_name):
+            raise PurgeError(
+                f"no AWS region for {service}: set AWS_REGION (or AWS_DEFAULT_REGION), or use "
+                "a profile (AWS_PROFILE) that names one"
+            )
+        return session.client(service, config=_CONFIG, **overrides)

@@ -157,6 +157,13 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime) -> None:
         out.print(table)
 
 
+def print_failures(failed: Sequence[dict], shown: int = 20) -> None:
+    for failure in failed[:shown]:
+        out.print(f"[red]FAILED[/red] {failure['listing_id']}: {failure['error']}")
+    if len(failed) > shown:
+        out.print(f"... and {len(failed) - shown:,} more FAILED (all in the run's outcomes)")
+
+
 def cmd_delist(args: argparse.Namespace) -> int:
     from catalogue_purge import aws
     from catalogue_purge.detect.matcher import Matcher
@@ -180,6 +187,7 @@ def cmd_delist(args: argparse.Namespace) -> int:
     runs = args.runs or f"{args.findings.rstrip('/')}/runs"
     store = RunStore(f"{runs.rstrip('/')}/{args.run_id}", OUTCOME_SCHEMA)
     catalogue = DynamoCatalogue(args.table, aws.client("dynamodb"))
+    catalogue.check()
     out.print(f"plan {plan.sha256}: {len(plan.intents):,} listings to delist, run {args.run_id}")
     report = apply_plan(
         plan,
@@ -198,13 +206,19 @@ def cmd_delist(args: argparse.Namespace) -> int:
     for outcome, count in sorted(report.outcomes.items()):
         table.add_row(outcome, f"{count:,}")
     out.print(table)
-    for failure in report.failed[:20]:
-        out.print(f"[red]FAILED[/red] {failure['listing_id']}: {failure['error']}")
+    print_failures(report.failed)
     balance = "balanced" if report.balanced else "[red]NOT balanced[/red]"
     out.print(
         f"{report.planned:,} planned, {sum(report.outcomes.values()):,} outcomes ({balance}); "
         f"records under {store.location}"
     )
+    if report.failed:
+        out.print(
+            f"{len(report.failed):,} FAILED: run the same command again (same --run-id) to retry "
+            "them; nothing else is done twice"
+        )
+    elif report.applied == 0 and report.planned:
+        out.print(f"run {args.run_id} was complete already: nothing changed")
     return 0 if report.balanced and not report.failed else 6
 
 
@@ -251,6 +265,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         manifests_root=args.manifests,
         signer=KmsSigner(aws.client("kms"), args.key_id),
         policies_dir=args.policies or shipped_policies(),
+        allow_failed=args.allow_failed,
     )
     out.print(
         f"manifest of run {args.run_id}: {len(manifest['parts'])} parts, counts "
@@ -538,6 +553,11 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--manifests", required=True, help="the manifests root: s3://bucket or a folder")
     p.add_argument("--key-id", required=True, help="the KMS signing key (ECC_NIST_P256)")
     p.add_argument("--policies", type=Path, help="folder of policy files (default: shipped)")
+    p.add_argument(
+        "--allow-failed",
+        action="store_true",
+        help="seal a run whose outcomes include FAILED (default: refuse; resume it first)",
+    )
     p.set_defaults(func=cmd_finalize)
 
 

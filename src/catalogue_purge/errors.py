@@ -37,3 +37,9 @@ class SafetyLimitExceeded(PurgeError):
     """An unapproved run would act on more than the policy's safety limits allow."""
 
     exit_code = 5
+
+
+class OutcomesFailed(PurgeError):
+    """Some of a run's outcomes are FAILED: the run can be resumed to retry them."""
+
+    exit_code = 6

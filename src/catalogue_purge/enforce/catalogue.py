@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from catalogue_purge.errors import PurgeError
+
 
 class Status(StrEnum):
     ACTIVE = "ACTIVE"
@@ -133,6 +135,18 @@ class DynamoCatalogue:
 
     table: str
     client: Any  # a boto3 DynamoDB client (botocore's own retries are on top of ours)
+
+    def check(self) -> None:
+        """Refuse a table that is not there, before anything is planned: every write would
+        fail, and the run would record every listing FAILED."""
+        try:
+            self.client.describe_table(TableName=self.table)
+        except self.client.exceptions.ResourceNotFoundException:
+            raise PurgeError(
+                f"listings table {self.table!r} does not exist in "
+                f"{self.client.meta.region_name} ({self.client.meta.endpoint_url}): check --table "
+                "and the AWS region and endpoint; nothing was planned or delisted"
+            ) from None
 
     def get(self, listing_id: str) -> LiveListing | None:
         try:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
@@ -178,6 +178,7 @@ class Report:
     failed: list[dict]
     dry_run: bool
     seconds: float
+    applied: int = 0  # intents acted on by this call (0: the run was complete already)
 
     @property
     def balanced(self) -> bool:
@@ -389,6 +390,8 @@ def apply_plan(
         store = store.dry()
     store.record_plan(plan.sha256, plan.table(), dry_run=dry_run)
     done = store.read_outcomes()
+    # FAILED is not final: a resumed run tries those listings again
+    done = done.filter(pc.not_equal(done.column("outcome"), Outcome.FAILED.value))
     recorded = set(done.column("listing_id").to_pylist())
     scope = plan.intents[batch[0] : batch[1]] if batch else plan.intents
     todo = [i for i in scope if i.listing_id not in recorded]
@@ -410,7 +413,8 @@ def apply_plan(
     if batch:
         ids = pa.array([i.listing_id for i in scope], pa.string())
         outcomes = outcomes.filter(pc.is_in(outcomes.column("listing_id"), value_set=ids))
-    return report(plan, outcomes, dry_run, time.perf_counter() - started, planned=len(scope))
+    result = report(plan, outcomes, dry_run, time.perf_counter() - started, planned=len(scope))
+    return replace(result, applied=len(todo))
 
 
 def _outcome_table(results: Sequence[Result], dry_run: bool) -> pa.Table:

@@ -10,6 +10,9 @@ same code writes to moto locally and to S3 when deployed):
     <root>/outcomes/b00012-*.parquet  the same, of one batch of the delist map: a batch reads
                                   back only its own parts
 
+A FAILED outcome is not final: a resumed run tries the listing again and appends its new
+outcome, and a listing's outcome is the latest recorded for it (read_outcomes).
+
 A dry run keeps its records under <root>/dry-run/, apart from the real ones. A plan the
 safety limits held back is recorded under <root>/held/ (its intents, plan.json and why.json),
 for a person to review before approving it; nothing acts on it from there.
@@ -22,12 +25,30 @@ import uuid
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from catalogue_purge.errors import PlanMismatch
 from catalogue_purge.storage import locate
+
+FAILED = "FAILED"
+
+
+def latest_outcomes(outcomes: pa.Table) -> pa.Table:
+    """Each listing's latest outcome, when a listing has several (a FAILED one retried);
+    other tables (penalties, notices) are returned as they are."""
+    names = outcomes.column_names
+    if "listing_id" not in names or "outcome" not in names or outcomes.num_rows == 0:
+        return outcomes
+    if not pc.any(pc.equal(outcomes.column("outcome"), FAILED)).as_py():
+        return outcomes
+    ordered = outcomes.sort_by([("at", "ascending")]) if "at" in names else outcomes
+    ordered = ordered.append_column("_row", pa.array(range(ordered.num_rows), pa.int64()))
+    last = ordered.group_by("listing_id").aggregate([("_row", "max")]).column("_row_max")
+    kept = ordered.filter(pc.is_in(ordered.column("_row"), value_set=last))
+    return kept.sort_by("_row").drop_columns(["_row"])
 
 
 class RunStore:
@@ -162,15 +183,21 @@ class RunStore:
         )
 
     def read_outcomes(self) -> pa.Table:
+        """One outcome per listing: the latest recorded (a retried FAILED is superseded)."""
         parts = self._outcome_parts()
         if not parts:
             return self.outcome_schema.empty_table()
         tables = [pq.read_table(p, filesystem=self.fs).cast(self.outcome_schema) for p in parts]
-        return pa.concat_tables(tables)
+        return latest_outcomes(pa.concat_tables(tables))
 
     def outcomes_dataset(self) -> ds.Dataset:
-        """The recorded outcomes as a dataset, for scanning without loading them."""
+        """The recorded outcomes as a dataset, for scanning without loading them (loaded
+        when a FAILED outcome may have been retried since, to keep only the latest)."""
         parts = self._outcome_parts()
         if not parts:
             return ds.dataset(self.outcome_schema.empty_table())
+        if "outcome" in self.outcome_schema.names:
+            whole = ds.dataset(parts, format="parquet", filesystem=self.fs)
+            if whole.count_rows(filter=ds.field("outcome") == FAILED):
+                return ds.dataset(self.read_outcomes())
         return ds.dataset(parts, schema=self.outcome_schema, format="parquet", filesystem=self.fs)

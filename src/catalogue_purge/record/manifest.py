@@ -41,7 +41,7 @@ from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
 from catalogue_purge.enforce.penalties import PENALTY_SCHEMA
 from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.engine import connect, load_sql
-from catalogue_purge.errors import PurgeError
+from catalogue_purge.errors import OutcomesFailed, PurgeError
 from catalogue_purge.record.audit import run_digests
 from catalogue_purge.record.report import RunSummary, render_report
 from catalogue_purge.storage import locate, parquet_bytes
@@ -311,12 +311,20 @@ def finalize_run(
     signer: Signer,
     policies_dir: Path,
     kind: str = "purge",
+    allow_failed: bool = True,
 ) -> dict:
     """The FinalizeRun step: the sweep's findings and the run's recorded outcomes merged into
-    the run's manifest, signed and chained."""
+    the run's manifest, signed and chained. `allow_failed=False` refuses a run with FAILED
+    outcomes (they can still be retried; a manifest seals them as they are)."""
     record = read_sweep_record(sweep_uri)
     policy = load_recorded(policies_dir, record["policy"], error=PurgeError)
     store = RunStore(f"{runs_uri.rstrip('/')}/{run_id}", OUTCOME_SCHEMA)
+    if not store.has_plan():
+        dry = " (a dry run's records, which are never finalized)" if store.dry().has_plan() else ""
+        raise PurgeError(
+            f"run {run_id} has no recorded plan under {store.location}{dry}: nothing to "
+            "finalize; delist the run first, or check --run-id and --runs"
+        )
     findings = findings_dataset(sweep_uri)
     outcomes = store.outcomes_dataset()
     plan = store.read_plan()
@@ -326,6 +334,12 @@ def finalize_run(
         raise PurgeError(
             f"run {run_id} has {recorded} outcomes for {planned} delist findings: "
             "finish (resume) the delisting before finalizing"
+        )
+    failed = outcomes.count_rows(filter=ds.field("outcome") == "FAILED")
+    if failed and not allow_failed:
+        raise OutcomesFailed(
+            f"run {run_id}: {failed} of {recorded} outcomes FAILED; resume the delisting (the "
+            "same run id retries them), or finalize with --allow-failed to record them as FAILED"
         )
     decided_at = datetime.fromisoformat(record["as_of"])
     tables: dict[str, Any] = dict(stream_tables(findings, outcomes, policy, decided_at))
