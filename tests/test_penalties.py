@@ -58,16 +58,18 @@ def test_closing_an_account_is_proposed_not_applied():
     assert LADDER[applicable(2, wanted, PENALTIES)] == "account-frozen"
 
 
-@pytest.fixture
-def ledger(aws):
+def template_table(logical_id: str, prefix: str) -> tuple[str, object]:
+    """One of the template's tables on moto's server, under a fresh name."""
     client = boto3.client("dynamodb")
     name = create_table(
-        client,
-        Stack("t", load_template()),
-        "SellerLedgerTable",
-        name=f"ledger-{uuid.uuid4().hex[:6]}",
+        client, Stack("t", load_template()), logical_id, name=f"{prefix}-{uuid.uuid4().hex[:6]}"
     )
-    return Ledger(name, client)
+    return name, client
+
+
+@pytest.fixture
+def ledger(aws):
+    return Ledger(*template_table("SellerLedgerTable", "ledger"))
 
 
 def test_once_per_run_and_concurrent_runs_both_count(ledger):
@@ -101,14 +103,7 @@ def test_a_repeated_earlier_run_leaves_the_account_at_the_ledgers_step(ledger):
 
 @pytest.fixture
 def accounts_table(aws):
-    client = boto3.client("dynamodb")
-    name = create_table(
-        client,
-        Stack("t", load_template()),
-        "SellerAccountsTable",
-        name=f"accounts-{uuid.uuid4().hex[:6]}",
-    )
-    return DynamoAccounts(name, client)
+    return DynamoAccounts(*template_table("SellerAccountsTable", "accounts"))
 
 
 @pytest.mark.parametrize("service", ["memory", "dynamodb"])
