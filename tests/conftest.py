@@ -129,3 +129,18 @@ def sweep_with_cli(tmp_path: Path, rows: list[dict]) -> Path:
     ]
     assert main(args) == 0
     return out
+
+
+def delist_args(findings: Path, table: str, run_id: str = "run-1") -> list[str]:
+    """`catalogue-purge delist` of a sweep's findings with the shipped policy."""
+    return [
+        "delist",
+        "--findings",
+        str(findings),
+        "--table",
+        table,
+        "--run-id",
+        run_id,
+        "--policy",
+        str(SHIPPED_POLICY),
+    ]

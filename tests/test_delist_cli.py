@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from catalogue_purge.cli import main
 
-from .conftest import SHIPPED_POLICY, listing, sweep_with_cli
+from .conftest import delist_args, listing, sweep_with_cli
 
 
 def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
@@ -25,17 +25,7 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
     sweep_with_cli(tmp_path, rows)
 
     client, table = live_table(rows)
-    args = [
-        "delist",
-        "--findings",
-        str(tmp_path / "sweep"),
-        "--table",
-        table,
-        "--run-id",
-        "run-1",
-        "--policy",
-        str(SHIPPED_POLICY),
-    ]
+    args = delist_args(tmp_path / "sweep", table)
     capsys.readouterr()
     # 2 of 4 swept listings is far over the policy's 2% share: held back until approved, and
     # a dry run predicts just that rather than delistings the real run would refuse.

@@ -14,7 +14,7 @@ from catalogue_purge.enforce.catalogue import InMemoryCatalogue, LiveListing, St
 from catalogue_purge.enforce.delist import OUTCOME_SCHEMA, Outcome, apply_plan, plan_delistings
 from catalogue_purge.enforce.runstore import RunStore, latest_outcomes
 
-from .conftest import LIVE_VERSION, SHIPPED_POLICY, listing, sweep_with_cli
+from .conftest import LIVE_VERSION, SHIPPED_POLICY, delist_args, listing, sweep_with_cli
 
 ROWS = [
     listing("L-1", "Antminer S19 Pro 110TH/s", "Computer & Office > Blockchain Miners"),
@@ -22,20 +22,6 @@ ROWS = [
     listing("L-3", "Blue vase"),
 ]
 POLICY = load_policy(SHIPPED_POLICY)
-
-
-def delist_args(tmp_path, table: str, run_id: str = "run-1") -> list[str]:
-    return [
-        "delist",
-        "--findings",
-        str(tmp_path / "sweep"),
-        "--table",
-        table,
-        "--run-id",
-        run_id,
-        "--policy",
-        str(SHIPPED_POLICY),
-    ]
 
 
 def sweep_plan(tmp_path, run_id: str):
@@ -59,7 +45,7 @@ def never_changed(live):
 
 def test_a_missing_table_is_refused_before_anything_is_planned(aws, tmp_path, capsys):
     sweep_with_cli(tmp_path, ROWS)
-    assert main(delist_args(tmp_path, "no-such-table")) == 1
+    assert main(delist_args(tmp_path / "sweep", "no-such-table")) == 1
     said = capsys.readouterr().err
     assert "listings table 'no-such-table' does not exist" in said
     assert "nothing was planned or delisted" in said
@@ -93,7 +79,11 @@ def test_failed_outcomes_are_retried_by_the_resumed_run(tmp_path):
 def test_a_repeated_complete_run_says_it_changed_nothing(live_table, tmp_path, capsys):
     sweep_with_cli(tmp_path, ROWS)
     _, table = live_table(ROWS)
-    args = [*delist_args(tmp_path, table), "--approve", sweep_plan(tmp_path, "run-1").sha256]
+    args = [
+        *delist_args(tmp_path / "sweep", table),
+        "--approve",
+        sweep_plan(tmp_path, "run-1").sha256,
+    ]
     assert main(args) == 0
     assert "complete already" not in capsys.readouterr().out
     assert main(args) == 0

@@ -321,6 +321,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)
     as_of = parse_as_of(args.as_of, policy)
+    # The run's own options, the same for a deployed run (StartRun) and a local one.
+    options = {
+        "kind": args.kind,
+        "scope": args.scope,
+        "run_id": args.run_id,
+        "dry_run": args.dry_run,
+        "approve": args.approve,
+    }
     if not args.local:
         if not args.stack or not args.snapshot.startswith("s3://"):
             raise PurgeError(
@@ -331,11 +339,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             policy_id=policy.id,
             snapshot_uri=args.snapshot,
             as_of=as_of,
-            kind=args.kind,
-            scope=args.scope,
-            run_id=args.run_id,
-            dry_run=args.dry_run,
-            approve=args.approve,
+            **options,
         )
         with _job_progress() as progress:
             output = run_job(deployed_stack(args.stack), start, progress)
@@ -352,11 +356,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.out,
                 say=out.print,
                 progress=progress,
-                kind=args.kind,
-                scope=args.scope,
-                run_id=args.run_id,
-                dry_run=args.dry_run,
-                approve=args.approve,
+                **options,
             )
     finally:
         server.stop()
