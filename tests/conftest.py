@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,3 +147,23 @@ def delist_args(findings: Path, table: str, run_id: str = "run-1") -> list[str]:
         "--policy",
         str(SHIPPED_POLICY),
     ]
+
+
+def cli(
+    *args: str, cwd: Path, expect: int | None = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`catalogue-purge ARGS` in a subprocess, as a user runs it; never a traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "catalogue_purge.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said, said
+    if expect is not None:
+        assert done.returncode == expect, said
+    return done

@@ -5,31 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import SHIPPED_POLICY
+from .conftest import SHIPPED_POLICY, cli
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, cwd: Path, expect: int | None = 0) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "catalogue_purge.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-        timeout=600,
-    )
-    said = done.stdout + done.stderr
-    assert "Traceback" not in said, said
-    if expect is not None:
-        assert done.returncode == expect, said
-    return done
 
 
 @pytest.fixture(scope="module")

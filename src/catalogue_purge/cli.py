@@ -315,9 +315,19 @@ def print_job(output: dict) -> None:
         )
 
 
+def stack_named(name: str) -> Any:
+    """A stack by name: `local` is the local sandbox (catalogue-purge local up), any other
+    name a deployed stack, read from CloudFormation."""
+    from catalogue_purge.job.local import deployed_stack
+    from catalogue_purge.job.sandbox import LOCAL, attach
+
+    return attach().stack if name == LOCAL else deployed_stack(name)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from catalogue_purge.job.events import StartRun
-    from catalogue_purge.job.local import deployed_stack, run_job, run_local, start_moto
+    from catalogue_purge.job.local import run_job, run_local, start_moto
+    from catalogue_purge.job.sandbox import LOCAL, attach, one_command_at_a_time
 
     policy = load_policy(args.policy)
     as_of = parse_as_of(args.as_of, policy)
@@ -329,11 +339,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         "dry_run": args.dry_run,
         "approve": args.approve,
     }
+    if args.local and args.stack:
+        raise PurgeError(
+            "run takes --local (a stack of its own, used once) or --stack NAME (`local`: the "
+            "sandbox that lasts across commands), not both"
+        )
+    if args.stack == LOCAL:
+        sandbox = attach()
+        out.print(f"local sandbox: moto's server at {sandbox.endpoint} ({sandbox.folder})")
+        with one_command_at_a_time(sandbox), _job_progress() as progress:
+            result = run_local(
+                policy,
+                args.snapshot,
+                as_of,
+                args.out,
+                say=out.print,
+                progress=progress,
+                stack=sandbox.stack,
+                **options,
+            )
+        return print_local_run(result, policy, as_of, args.examples)
     if not args.local:
         if not args.stack or not args.snapshot.startswith("s3://"):
             raise PurgeError(
-                "run needs --local (moto's server on loopback, a local snapshot), or --stack NAME "
-                "of a deployed stack and an s3:// snapshot"
+                "run needs --local (moto's server on loopback, a local snapshot), --stack local "
+                "(the local sandbox), or --stack NAME of a deployed stack and an s3:// snapshot"
             )
         start = StartRun(
             policy_id=policy.id,
@@ -342,7 +372,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             **options,
         )
         with _job_progress() as progress:
-            output = run_job(deployed_stack(args.stack), start, progress)
+            output = run_job(stack_named(args.stack), start, progress)
         print_job(output)
         return 0
     server, endpoint = start_moto()
@@ -360,6 +390,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     finally:
         server.stop()
+    return print_local_run(result, policy, as_of, args.examples)
+
+
+def print_local_run(result: Any, policy: Policy, as_of: datetime, examples: int) -> int:
     print_job(result.output)
     print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")
@@ -369,10 +403,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"dry run: predicted outcomes {result.outcomes} ({balance}); nothing was delisted, "
             "no penalty, notice or manifest"
         )
-        print_evasions(result.findings, args.examples)
+        print_evasions(result.findings, examples)
         return 0 if result.balanced else 8
     out.print(f"delisting: {result.outcomes} ({balance})")
-    print_evasions(result.findings, args.examples)
+    if result.complete_before:
+        out.print(
+            f"run {result.run_id} was complete already: nothing changed (the same run again "
+            "answers with what it did then)"
+        )
+    print_evasions(result.findings, examples)
     state = "[green]verified[/green]" if result.verified else "[red]NOT verified[/red]"
     out.print(f"manifest of run {result.run_id}: {state}: {result.manifest_folder}")
     out.print(
@@ -385,12 +424,11 @@ def cmd_reinstate(args: argparse.Namespace) -> int:
     from catalogue_purge import aws
     from catalogue_purge.enforce.catalogue import DynamoCatalogue
     from catalogue_purge.enforce.penalties import DynamoAccounts, Ledger
-    from catalogue_purge.job.local import deployed_stack
     from catalogue_purge.job.reinstate import Selection, reinstate
     from catalogue_purge.record.manifest import KmsSigner
 
     policy = load_policy(args.policy)
-    stack = deployed_stack(args.stack)
+    stack = stack_named(args.stack)
     names = stack.physical
     dynamodb = aws.client("dynamodb")
     data = f"s3://{names['DataBucket']}"
@@ -415,9 +453,17 @@ def cmd_reinstate(args: argparse.Namespace) -> int:
     return 0
 
 
+def manifests_root(args: argparse.Namespace) -> str:
+    """--root, or the manifests bucket of --stack."""
+    if bool(args.root) == bool(args.stack):
+        raise PurgeError("give the manifests --root (s3://bucket or a folder), or --stack NAME")
+    return str(args.root or f"s3://{stack_named(args.stack).physical['ManifestsBucket']}")
+
+
 def cmd_audit_list(args: argparse.Namespace) -> int:
     from catalogue_purge.record.audit import list_runs
 
+    args.root = manifests_root(args)
     table = Table(title=f"runs under {args.root}")
     for column in ("policy", "sequence", "run", "signed at", "location"):
         table.add_column(column)
@@ -432,6 +478,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 def cmd_audit_download(args: argparse.Namespace) -> int:
     from catalogue_purge.record.audit import download_run, list_runs, verify_runs
 
+    args.root = manifests_root(args)
     matches = [r for r in list_runs(args.root) if r["run_id"] == args.run_id]
     if not matches:
         raise PurgeError(f"no complete run {args.run_id} under {args.root}")
@@ -487,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_appeal_commands(sub)
     _add_audit_commands(sub)
+    _add_local_commands(sub)
     _add_tools(sub)
     return parser
 
@@ -520,7 +568,9 @@ def _add_run_commands(sub: Any) -> None:
     )
     p.add_argument("--as-of", required=True)
     p.add_argument("--local", action="store_true", help="against moto's server on loopback")
-    p.add_argument("--stack", help="a deployed stack: its buckets, tables and keys")
+    p.add_argument(
+        "--stack", help="a deployed stack, or `local`: the sandbox of `catalogue-purge local up`"
+    )
     p.add_argument("--run-id", help="default: derived from the run's kind and as-of time")
     p.add_argument("--dry-run", action="store_true", help="predict outcomes, change nothing")
     p.add_argument("--approve", help="the plan hash that the safety limits held back")
@@ -566,7 +616,9 @@ def _add_appeal_commands(sub: Any) -> None:
         "reinstate",
         help="appeals: reinstate what a run delisted, reverse the penalties it caused",
     )
-    p.add_argument("--stack", required=True, help="the deployed stack")
+    p.add_argument(
+        "--stack", required=True, help="the deployed stack, or `local` (the local sandbox)"
+    )
     p.add_argument("--run", required=True, help="the run that delisted")
     p.add_argument("--policy", required=True, type=Path)
     p.add_argument("--listing", action="append", default=[], help="a listing (repeatable)")
@@ -584,14 +636,83 @@ def _add_audit_commands(sub: Any) -> None:
     a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
     a.set_defaults(func=cmd_audit_verify)
     a = asub.add_parser("list", help="list the complete runs under a manifests root")
-    a.add_argument("--root", required=True, help="the manifests root: s3://bucket or a folder")
+    a.add_argument("--root", help="the manifests root: s3://bucket or a folder")
+    a.add_argument("--stack", help="or the manifests bucket of a stack (`local`: the sandbox)")
     a.add_argument("--policy", help="only this policy's runs")
     a.set_defaults(func=cmd_audit_list)
     a = asub.add_parser("download", help="download a run, checking every part as it arrives")
     a.add_argument("run_id")
-    a.add_argument("--root", required=True, help="the manifests root: s3://bucket or a folder")
+    a.add_argument("--root", help="the manifests root: s3://bucket or a folder")
+    a.add_argument("--stack", help="or the manifests bucket of a stack (`local`: the sandbox)")
     a.add_argument("--to", required=True, type=Path)
     a.set_defaults(func=cmd_audit_download)
+
+
+def _add_local_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "local", help="a local sandbox that lasts across commands (use it with --stack local)"
+    )
+    lsub = p.add_subparsers(dest="local_command", required=True)
+    for name, func, what in (
+        ("up", cmd_local_up, "start moto's server and create the stack's resources"),
+        ("status", cmd_local_status, "is the sandbox up, and its resources"),
+        ("down", cmd_local_down, "stop the sandbox; its state is gone"),
+    ):
+        c = lsub.add_parser(name, help=what)
+        c.add_argument(
+            "--dir",
+            type=Path,
+            help="the sandbox's folder (default: $CATALOGUE_PURGE_SANDBOX or build/local)",
+        )
+        c.set_defaults(func=func)
+
+
+def _sandbox_dir(args: argparse.Namespace) -> Path | None:
+    """--dir, also for the commands that follow it in this process (they read the env)."""
+    import os
+
+    from catalogue_purge.job.sandbox import SANDBOX_ENV
+
+    if args.dir:
+        os.environ[SANDBOX_ENV] = str(args.dir)
+    return args.dir
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from catalogue_purge.job.sandbox import up
+
+    sandbox, started = up(_sandbox_dir(args))
+    said = "started" if started else "already up"
+    out.print(f"local sandbox {said}: moto's server at {sandbox.endpoint} (pid {sandbox.pid})")
+    _print_sandbox(sandbox)
+    return 0
+
+
+def cmd_local_status(args: argparse.Namespace) -> int:
+    from catalogue_purge.job.sandbox import attach
+
+    sandbox = attach(_sandbox_dir(args))
+    out.print(f"local sandbox up: moto's server at {sandbox.endpoint} (pid {sandbox.pid})")
+    _print_sandbox(sandbox)
+    return 0
+
+
+def _print_sandbox(sandbox: Any) -> None:
+    names = sandbox.stack.physical
+    out.print(f"folder: {sandbox.folder}; stack {sandbox.stack.name}")
+    for logical in ("DataBucket", "ManifestsBucket", "ListingsTable", "SellerLedgerTable"):
+        out.print(f"  {logical}: {names[logical]}")
+    out.print("use it with --stack local (run, reinstate, audit list, audit download)")
+
+
+def cmd_local_down(args: argparse.Namespace) -> int:
+    from catalogue_purge.job.sandbox import down, sandbox_dir
+
+    folder = sandbox_dir(args.dir)
+    out.print(
+        f"local sandbox in {folder} stopped" if down(folder) else f"no local sandbox in {folder}"
+    )
+    return 0
 
 
 def _add_tools(sub: Any) -> None:

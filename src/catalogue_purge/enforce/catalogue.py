@@ -272,28 +272,46 @@ class InMemoryCatalogue:
             )
 
 
+def _listing_item(item: LiveListing) -> dict:
+    attributes = {
+        "listing_id": item.listing_id,
+        "seller_id": item.seller_id,
+        "status": item.status.value,
+        "category_path": item.category_path,
+        "title": item.title,
+        "description": item.description,
+        "country_of_sale": item.country_of_sale,
+        "updated_at": item.updated_at,
+    }
+    return {k: {"S": v} for k, v in attributes.items() if v is not None}
+
+
 def put_listings(client: Any, table: str, listings: list[LiveListing]) -> None:
     """Load listings into the table (a local run's live catalogue, or a test's)."""
     for start in range(0, len(listings), 25):  # BatchWriteItem takes 25 items at a time
-        requests = []
-        for item in listings[start : start + 25]:
-            attributes = {
-                "listing_id": item.listing_id,
-                "seller_id": item.seller_id,
-                "status": item.status.value,
-                "category_path": item.category_path,
-                "title": item.title,
-                "description": item.description,
-                "country_of_sale": item.country_of_sale,
-                "updated_at": item.updated_at,
-            }
-            requests.append(
-                {
-                    "PutRequest": {
-                        "Item": {k: {"S": v} for k, v in attributes.items() if v is not None}
-                    }
-                }
-            )
+        requests = [
+            {"PutRequest": {"Item": _listing_item(i)}} for i in listings[start : start + 25]
+        ]
         pending = {table: requests}
         while pending:
             pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+def merge_listings(client: Any, table: str, listings: list[LiveListing]) -> int:
+    """Load listings into a catalogue that lasts across runs (the local sandbox's): a listing
+    not there yet is added, one there is replaced only by a newer version of it (a seller's
+    edit since), so that what earlier runs did to it (delisted, reinstated) stands. The
+    number written."""
+    written = 0
+    for item in listings:
+        try:
+            client.put_item(
+                TableName=table,
+                Item=_listing_item(item),
+                ConditionExpression="attribute_not_exists(listing_id) OR updated_at < :u",
+                ExpressionAttributeValues={":u": {"S": item.updated_at}},
+            )
+            written += 1
+        except client.exceptions.ConditionalCheckFailedException:
+            pass  # the catalogue holds this version or a newer one
+    return written

@@ -12,10 +12,13 @@ the job and downloads and verifies the manifest like an auditor would.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -38,9 +41,9 @@ from rich.progress import Progress
 
 from catalogue_purge import aws
 from catalogue_purge.detect.policy import POLICIES_ENV, Policy
-from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.snapshot import Snapshot, open_snapshot
 from catalogue_purge.detect.sweep import findings_dataset, read_sweep
-from catalogue_purge.enforce.catalogue import LiveListing, put_listings
+from catalogue_purge.enforce.catalogue import LiveListing, merge_listings, put_listings
 from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
 from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
@@ -48,6 +51,8 @@ from catalogue_purge.job.events import StartRun
 from catalogue_purge.job.stack import Stack, create_local, deployment_file, load_template
 from catalogue_purge.job.statemachine import Runtime, execute
 from catalogue_purge.record.audit import download_run, verify_runs
+from catalogue_purge.record.manifest import run_folder
+from catalogue_purge.storage import exists
 
 Say = Callable[[str], None]
 
@@ -87,6 +92,7 @@ class LocalRun:
     seconds: float
     resources: dict[str, str]  # logical id -> name or key id
     dry_run: bool = False
+    complete_before: bool = False  # the run was complete before this command: nothing changed
 
     @property
     def balanced(self) -> bool:
@@ -174,6 +180,29 @@ def function_environment(environment: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def die_with_parent(parent: int) -> None:
+    """A pool process ends with the run (process `parent`) that started it: killed, the run
+    leaves no worker sweeping on (Linux's parent-death signal; elsewhere a thread that watches
+    the parent)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # it died while this process was starting
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def invoke_handler(handler: str, event: dict, environment: dict[str, str] | None = None) -> dict:
     """Call a function's handler as Lambda would. `environment` is for pool processes, which
     belong to one run; in this process, use function_environment around the calls."""
@@ -218,7 +247,12 @@ class Functions:
         if function in IN_PROCESSES:
             if self._processes is None:
                 # spawn, not fork: this process runs threads (moto's server among them).
-                self._processes = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+                self._processes = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=die_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._processes
         return ThreadPoolExecutor(max(1, min(width, 8)), thread_name_prefix=function)
 
@@ -282,6 +316,18 @@ def deployed_stack(name: str) -> Stack:
     return stack
 
 
+def snapshot_keys(location: str, snapshot: Snapshot) -> list[str]:
+    """Each file's key under the snapshot's prefix: its path relative to the snapshot's folder
+    (country=DE/part-0.parquet and part-0.parquet are two files), its name for a file or a
+    glob."""
+    root = Path(location)
+    if root.is_dir():
+        return [
+            Path(f.path).resolve().relative_to(root.resolve()).as_posix() for f in snapshot.files
+        ]
+    return [Path(f.path).name for f in snapshot.files]
+
+
 def _live_listings(snapshot_path: str, listing_ids: list[str]) -> list[LiveListing]:
     table = ds.dataset(snapshot_path, format="parquet").to_table(
         # typed: an empty list (no finding) would be a null array, which Arrow cannot compare
@@ -304,29 +350,38 @@ def run_local(
     run_id: str | None = None,
     dry_run: bool = False,
     approve: str | None = None,
+    stack: Stack | None = None,
 ) -> LocalRun:
-    """Create the stack's resources on the configured endpoint (moto's server), run the job,
-    download and verify the manifest into `work`. kind, scope, run_id, dry_run and approve
-    are the run's own (StartRun's); a dry run ends after predicting the outcomes, with no
-    manifest."""
+    """Run the job on the configured endpoint (moto's server) and download and verify the
+    manifest into `work`. kind, scope, run_id, dry_run and approve are the run's own
+    (StartRun's); a dry run ends after predicting the outcomes, with no manifest.
+
+    Without `stack`, the run creates a stack of its own, used once. With one (the local
+    sandbox's, which lasts across commands), the run acts on what earlier runs left: the live
+    catalogue keeps their delistings, the ledger their offences, the manifests their chain, and
+    the run id is the schedule's (kind and as-of), so the same run given twice acts once."""
     policies = Path(policy.path).resolve().parent
     if policies / f"{policy.id}.yaml" != Path(policy.path).resolve():
         raise PurgeError(
             f"{policy.path}: the functions find a policy by its id, as {policy.id}.yaml"
         )
+    lasting = stack is not None
     suffix = uuid.uuid4().hex[:6]  # several local stacks can share one moto server
-    stack = Stack(
-        f"catalogue-purge-{suffix}", load_template(), region=aws.client("s3").meta.region_name
-    )
+    if stack is None:
+        stack = Stack(
+            f"catalogue-purge-{suffix}", load_template(), region=aws.client("s3").meta.region_name
+        )
+        create_local(stack)
     s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
-    create_local(stack)
     data_bucket = stack.physical["DataBucket"]
     table = stack.physical["ListingsTable"]
 
     local = open_snapshot(snapshot_path)
     prefix = stack.parameters["SnapshotPrefix"]
-    for file in local.files:
-        s3.upload_file(file.path, data_bucket, f"{prefix}{Path(file.path).name}")
+    if lasting:  # each snapshot under its own prefix: the same one again is the same run
+        prefix = f"snapshots/{local.fingerprint()['sha256'][:16]}/"
+    for file, key in zip(local.files, snapshot_keys(snapshot_path, local), strict=True):
+        s3.upload_file(file.path, data_bucket, f"{prefix}{key}")
     say(
         f"stack {stack.name}: snapshot of {local.rows:,} listings in {len(local.files)} file(s) "
         f"-> s3://{data_bucket}/{prefix}"
@@ -338,7 +393,8 @@ def run_local(
         as_of=as_of,
         kind=kind,
         scope=scope,
-        run_id=run_id or f"local-{as_of:%Y%m%d}-{suffix}{'-dry-run' if dry_run else ''}",
+        run_id=run_id
+        or (None if lasting else f"local-{as_of:%Y%m%d}-{suffix}{'-dry-run' if dry_run else ''}"),
         dry_run=dry_run,
         approve=approve,
         rows_per_shard=rows_per_shard,
@@ -350,9 +406,26 @@ def run_local(
         if name == "DelistBatches":
             findings = findings_dataset(document["plan"]["sweep_uri"])
             caught = findings.to_table(columns=["listing_id"]).column("listing_id").to_pylist()
-            put_listings(dynamodb, table, _live_listings(snapshot_path, caught))
-            say(f"live catalogue: {len(caught):,} listings loaded into table {table}")
+            listings = _live_listings(snapshot_path, caught)
+            if lasting:
+                written = merge_listings(dynamodb, table, listings)
+                say(
+                    f"live catalogue: {written:,} of {len(caught):,} caught listings new or "
+                    f"changed in table {table}"
+                )
+            else:
+                put_listings(dynamodb, table, listings)
+                say(f"live catalogue: {len(caught):,} listings loaded into table {table}")
 
+    # A lasting stack may hold this very run, complete: the job then answers as it did.
+    complete_before = (
+        lasting
+        and not dry_run
+        and exists(
+            f"s3://{stack.physical['ManifestsBucket']}/"
+            f"{run_folder(policy.id, start.resolved_run_id())}/digest.json"
+        )
+    )
     started = time.perf_counter()
     output = run_job(
         stack, start, progress, before_state=before_state, environment={POLICIES_ENV: str(policies)}
@@ -381,6 +454,7 @@ def run_local(
         manifest_folder=folder,
         verified=verified,
         dry_run=dry_run,
+        complete_before=complete_before,
         seconds=seconds,
         resources=dict(stack.physical),
     )
