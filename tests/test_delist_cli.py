@@ -93,9 +93,28 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
         )
         == 0
     )
-    assert "'delist': 2, 'review': 1" in capsys.readouterr().out
+    assert "counts delist 2, review 1, under" in capsys.readouterr().out
     assert main(["audit", "verify", str(manifests / "runs" / "crypto-mining-2021")]) == 0
     assert "verified run-1 (sequence 1" in capsys.readouterr().out
+
+    # --json: one document on stdout, nothing else, for scripts and pipelines.
+    assert main([*args, "--json"]) == 0
+    delisted = json.loads(capsys.readouterr().out)
+    assert delisted["outcomes"] == {"DELISTED": 2}
+    assert (delisted["planned"], delisted["balanced"], delisted["applied"]) == (2, True, 0)
+    assert main(["audit", "list", "--root", str(manifests), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["run_id"], listed["sequence"]) == ("run-1", 1)
+    chain = str(manifests / "runs" / "crypto-mining-2021")
+    assert main(["audit", "verify", chain, "--json"]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["verified"] and not verified["key_pinned"]
+    assert [(r["run_id"], r["ok"], r["problems"]) for r in verified["runs"]] == [
+        ("run-1", True, [])
+    ]
+    (manifests / "runs" / "crypto-mining-2021" / "run-1" / "digest.sig").write_bytes(b"forged")
+    assert main(["audit", "verify", chain, "--json"]) == 8
+    assert json.loads(capsys.readouterr().out)["runs"][0]["ok"] is False
     manifest = json.loads(
         (manifests / "runs" / "crypto-mining-2021" / "run-1" / "manifest.json").read_text()
     )

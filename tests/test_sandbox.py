@@ -111,7 +111,7 @@ def test_a_season_rehearsed_in_one_sandbox(tmp_path, sandbox):
         cwd=tmp_path,
         env=sandbox,
     )
-    assert "{'REINSTATED': 1}" in appeal.stdout
+    assert "REINSTATED 1" in appeal.stdout
     assert f"seller {seller}:" in appeal.stdout
 
     listed = cli("audit", "list", "--stack", "local", cwd=tmp_path, env=sandbox).stdout

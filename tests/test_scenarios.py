@@ -73,7 +73,7 @@ def test_after_the_penalty_date_penalises(snapshots, tmp_path):
 
 def test_a_dry_run_changes_nothing_and_signs_nothing(snapshots, tmp_path):
     done = run_local(snapshots["2k"], tmp_path / "run", "2021-10-08", "--dry-run")
-    assert "dry run: predicted outcomes {'DELISTED': " in done.stdout
+    assert "dry run: predicted outcomes DELISTED " in done.stdout
     assert "nothing was delisted" in done.stdout
     assert "notices:" not in done.stdout
     assert not (tmp_path / "run" / "manifests").exists()
@@ -125,3 +125,30 @@ def test_a_dry_runs_plan_hash_approves_the_real_run_and_another_is_refused(snaps
         snapshots["2k"], tmp_path / "run", "2021-10-08", "--run-id", "approved-1", "--approve", plan
     )
     assert manifest_of(tmp_path / "run")["plan_sha256"] == plan
+
+
+def test_json_output_is_one_document_and_nothing_else(snapshots, tmp_path):
+    done = run_local(snapshots["2k"], tmp_path / "run", "2021-10-08", "--json", "--examples", "2")
+    document = json.loads(done.stdout)  # the whole of stdout
+    assert document["balanced"] and document["verified"]
+    assert document["outcomes"] == manifest_of(tmp_path / "run")["counts"]["by_outcome"]
+    assert len(document["evasions"]) == 2
+    assert "moto's server" in done.stderr  # what the run says goes to stderr
+
+    swept = cli(
+        "sweep",
+        "--snapshot",
+        str(snapshots["2k"]),
+        "--policy",
+        str(SHIPPED_POLICY),
+        "--as-of",
+        "2021-10-08",
+        "--out",
+        str(tmp_path / "sweep"),
+        "--json",
+        cwd=tmp_path,
+    )
+    sweep = json.loads(swept.stdout)
+    assert sweep["summary"]["rows_scanned"] == 2000
+    assert sweep["summary"]["findings"] == document["summary"]["findings"]
+    assert Path(sweep["findings"]).exists()

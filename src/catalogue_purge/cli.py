@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, time
@@ -42,6 +43,17 @@ def parse_as_of(value: str, policy: Policy) -> datetime:
     except ValueError:
         raise PurgeError(f"--as-of {value!r} is not a date (2021-10-08) or an ISO time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def counts(mapping: dict | None) -> str:
+    """Counts as people read them: `DELISTED 946, NOT_FOUND 2` (none: `none`)."""
+    return ", ".join(f"{k} {v:,}" for k, v in (mapping or {}).items()) or "none"
+
+
+def emit_json(document: object) -> None:
+    """One JSON document on standard output (with --json, nothing else goes there)."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
@@ -94,6 +106,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             on_file_done=file_done,
         )
     target = write_findings(result, args.out)
+    if args.json:
+        emit_json(
+            {
+                "policy": policy_identity(policy),
+                "as_of": as_of.isoformat(),
+                "summary": result.summary,
+                "seconds": round(result.seconds, 3),
+                "findings": str(target),
+                "evasions": evasion_rows(result.findings, args.examples),
+            }
+        )
+        return 0
     print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")
     print_evasions(result.findings, args.examples)
@@ -101,9 +125,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def policy_identity(policy: Policy) -> dict:
+    return {"id": policy.id, "version": policy.version, "sha256": policy.sha256}
+
+
+def evasion_rows(findings: pa.Table, limit: int) -> list[dict]:
+    """The first evasions with their evidence: what compliance looks at first."""
+    columns = ["listing_id", "title", "category_path", "decision", "rule_ids", "matched_terms"]
+    return findings.filter(pc.field("evasion")).slice(0, limit).select(columns).to_pylist()
+
+
 def print_evasions(findings: pa.Table, limit: int) -> None:
-    """A few evasions with their evidence: what compliance looks at first."""
-    evasions = findings.filter(pc.field("evasion")).slice(0, limit).to_pylist()
+    evasions = evasion_rows(findings, limit)
     if not evasions:
         return
     table = Table(title=f"evasions (first {len(evasions)})")
@@ -188,7 +221,9 @@ def cmd_delist(args: argparse.Namespace) -> int:
     store = RunStore(f"{runs.rstrip('/')}/{args.run_id}", OUTCOME_SCHEMA)
     catalogue = DynamoCatalogue(args.table, aws.client("dynamodb"))
     catalogue.check()
-    out.print(f"plan {plan.sha256}: {len(plan.intents):,} listings to delist, run {args.run_id}")
+    (console.print if args.json else out.print)(
+        f"plan {plan.sha256}: {len(plan.intents):,} listings to delist, run {args.run_id}"
+    )
     report = apply_plan(
         plan,
         catalogue,
@@ -200,6 +235,22 @@ def cmd_delist(args: argparse.Namespace) -> int:
         limits=policy.document.safety_limits,
         swept=sweep_record["summary"]["rows_scanned"],
     )
+    code = 0 if report.balanced and not report.failed else 6
+    if args.json:
+        emit_json(
+            {
+                "run_id": report.run_id,
+                "plan_sha256": report.plan_sha256,
+                "dry_run": report.dry_run,
+                "planned": report.planned,
+                "outcomes": report.outcomes,
+                "balanced": report.balanced,
+                "applied": report.applied,
+                "failed": report.failed,
+                "records": store.location,
+            }
+        )
+        return code
     table = Table(title="outcomes (dry run: nothing was written)" if report.dry_run else "outcomes")
     table.add_column("outcome")
     table.add_column("listings", justify="right")
@@ -219,7 +270,7 @@ def cmd_delist(args: argparse.Namespace) -> int:
         )
     elif report.applied == 0 and report.planned:
         out.print(f"run {args.run_id} was complete already: nothing changed")
-    return 0 if report.balanced and not report.failed else 6
+    return code
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -236,6 +287,25 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     pinned = args.key.read_bytes() if args.key else None
     # A folder of runs is a policy's whole chain; a single run is checked on its own.
     results = verify_runs(folders, pinned, from_first=len(folders) > 1 or folders[0] != target)
+    code = 0 if all(r.ok for r in results) else 8
+    if args.json:
+        emit_json(
+            {
+                "verified": code == 0,
+                "key_pinned": pinned is not None,
+                "runs": [
+                    {
+                        "run_id": r.run_id,
+                        "sequence": r.sequence,
+                        "ok": r.ok,
+                        "key_sha256": r.key_fingerprint,
+                        "problems": r.problems,
+                    }
+                    for r in results
+                ],
+            }
+        )
+        return code
     for result in results:
         mark = "[green]verified[/green]" if result.ok else "[red]FAILED[/red]"
         out.print(
@@ -249,7 +319,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             "the signing key was taken from each folder's public-key.pem: compare its "
             "fingerprint with the key your organisation published, or pass --key"
         )
-    return 0 if all(r.ok for r in results) else 8
+    return code
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
@@ -269,7 +339,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     )
     out.print(
         f"manifest of run {args.run_id}: {len(manifest['parts'])} parts, counts "
-        f"{manifest['counts']['by_decision']}, under {args.manifests}"
+        f"{counts(manifest['counts']['by_decision'])}, under {args.manifests}"
     )
     return 0
 
@@ -300,7 +370,8 @@ def print_job(output: dict) -> None:
     )
     if "penalties" in output:
         penalties = output["penalties"]
-        out.print(f"penalties: {penalties['reason']} {penalties['by_status'] or ''}".rstrip())
+        statuses = f" ({counts(penalties['by_status'])})" if penalties["by_status"] else ""
+        out.print(f"penalties: {penalties['reason']}{statuses}")
     if "notices" in output:
         notices = output["notices"]
         out.print(
@@ -308,10 +379,10 @@ def print_job(output: dict) -> None:
             f"to {notices['sellers']:,} seller(s)"
         )
     if "manifest" in output:
-        counts = output["manifest"]["counts"]
+        totals = output["manifest"]["counts"]
         out.print(
-            f"manifest: {output['manifest']['manifest']}: {counts['by_decision']}, "
-            f"outcomes {counts['by_outcome']}"
+            f"manifest: {output['manifest']['manifest']}: {counts(totals['by_decision'])}; "
+            f"outcomes {counts(totals['by_outcome'])}"
         )
 
 
@@ -344,21 +415,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             "run takes --local (a stack of its own, used once) or --stack NAME (`local`: the "
             "sandbox that lasts across commands), not both"
         )
+    say = console.print if args.json else out.print  # with --json, stdout holds the JSON only
     if args.stack == LOCAL:
         sandbox = attach()
-        out.print(f"local sandbox: moto's server at {sandbox.endpoint} ({sandbox.folder})")
+        say(f"local sandbox: moto's server at {sandbox.endpoint} ({sandbox.folder})")
         with one_command_at_a_time(sandbox), _job_progress() as progress:
             result = run_local(
                 policy,
                 args.snapshot,
                 as_of,
                 args.out,
-                say=out.print,
+                say=say,
                 progress=progress,
                 stack=sandbox.stack,
                 **options,
             )
-        return print_local_run(result, policy, as_of, args.examples)
+        return print_local_run(result, policy, as_of, args)
     if not args.local:
         if not args.stack or not args.snapshot.startswith("s3://"):
             raise PurgeError(
@@ -373,10 +445,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         with _job_progress() as progress:
             output = run_job(stack_named(args.stack), start, progress)
-        print_job(output)
+        if args.json:
+            emit_json(output)
+        else:
+            print_job(output)
         return 0
     server, endpoint = start_moto()
-    out.print(f"local AWS: moto's server at {endpoint}")
+    say(f"local AWS: moto's server at {endpoint}")
     try:
         with _job_progress() as progress:
             result = run_local(
@@ -384,28 +459,51 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.snapshot,
                 as_of,
                 args.out,
-                say=out.print,
+                say=say,
                 progress=progress,
                 **options,
             )
     finally:
         server.stop()
-    return print_local_run(result, policy, as_of, args.examples)
+    return print_local_run(result, policy, as_of, args)
 
 
-def print_local_run(result: Any, policy: Policy, as_of: datetime, examples: int) -> int:
+def print_local_run(result: Any, policy: Policy, as_of: datetime, args: argparse.Namespace) -> int:
+    examples = args.examples
+    code = 0 if result.balanced and (result.dry_run or result.verified) else 8
+    if args.json:
+        emit_json(
+            {
+                "run_id": result.run_id,
+                "policy": policy_identity(policy),
+                "as_of": as_of.isoformat(),
+                "dry_run": result.dry_run,
+                "complete_before": result.complete_before,
+                "job": result.output,
+                "summary": result.summary,
+                "outcomes": result.outcomes,
+                "planned": result.planned,
+                "balanced": result.balanced,
+                "verified": result.verified,
+                "manifest_folder": str(result.manifest_folder) if result.manifest_folder else None,
+                "seconds": round(result.seconds, 3),
+                "evasions": evasion_rows(result.findings, examples),
+            }
+        )
+        return code
     print_job(result.output)
     print_summary(result.summary, policy, as_of)
     out.print(f"the whole job took {result.seconds:.1f}s")
     balance = "balanced" if result.balanced else "NOT balanced"
     if result.dry_run:
         out.print(
-            f"dry run: predicted outcomes {result.outcomes} ({balance}); nothing was delisted, "
+            f"dry run: predicted outcomes {counts(result.outcomes)} ({balance}); nothing was "
+            "delisted, "
             "no penalty, notice or manifest"
         )
         print_evasions(result.findings, examples)
-        return 0 if result.balanced else 8
-    out.print(f"delisting: {result.outcomes} ({balance})")
+        return code
+    out.print(f"delisting: {counts(result.outcomes)} ({balance})")
     if result.complete_before:
         out.print(
             f"run {result.run_id} was complete already: nothing changed (the same run again "
@@ -417,7 +515,7 @@ def print_local_run(result: Any, policy: Policy, as_of: datetime, examples: int)
     out.print(
         f"report: {result.manifest_folder / 'report.html' if result.manifest_folder else '-'}"
     )
-    return 0 if result.verified and result.balanced else 8
+    return code
 
 
 def cmd_reinstate(args: argparse.Namespace) -> int:
@@ -446,7 +544,7 @@ def cmd_reinstate(args: argparse.Namespace) -> int:
         accounts=DynamoAccounts(names["SellerAccountsTable"], dynamodb),
         signer=KmsSigner(aws.client("kms"), names["SigningKey"]),
     )
-    out.print(f"reinstatement {done.reinstatement_id} of run {args.run}: {done.outcomes}")
+    out.print(f"reinstatement {done.reinstatement_id} of run {args.run}: {counts(done.outcomes)}")
     for penalty in done.penalties:
         out.print(f"  seller {penalty.seller_id}: {penalty.step_before} -> {penalty.step_after}")
     out.print(f"manifest: {done.manifest.get('run_id')} (kind reinstatement, chained)")
@@ -464,10 +562,14 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     from catalogue_purge.record.audit import list_runs
 
     args.root = manifests_root(args)
+    runs = list_runs(args.root, args.policy)
+    if args.json:
+        emit_json(runs)
+        return 0
     table = Table(title=f"runs under {args.root}")
     for column in ("policy", "sequence", "run", "signed at", "location"):
         table.add_column(column)
-    for run in list_runs(args.root, args.policy):
+    for run in runs:
         table.add_row(
             run["policy_id"], str(run["sequence"]), run["run_id"], run["signed_at"], run["location"]
         )
@@ -559,6 +661,7 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--exemptions", type=Path, help="exemptions file (default: beside the policy)")
     p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("run", help="the whole job: sweep, delist, finalize, verify")
@@ -583,6 +686,7 @@ def _add_run_commands(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("build/run"), help="findings and manifest")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("delist", help="apply a sweep's delist findings to the live catalogue")
@@ -594,6 +698,7 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="record what it would do, write nothing")
     p.add_argument("--approve", metavar="HASH", help="apply only this plan, past the safety limits")
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     p.set_defaults(func=cmd_delist)
 
     p = sub.add_parser("finalize", help="write a run's signed, chained enforcement manifest")
@@ -634,11 +739,13 @@ def _add_audit_commands(sub: Any) -> None:
     a = asub.add_parser("verify", help="verify downloaded run folders offline")
     a.add_argument("folder", help="a run folder, or a folder of a policy's run folders (chain)")
     a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
+    a.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     a.set_defaults(func=cmd_audit_verify)
     a = asub.add_parser("list", help="list the complete runs under a manifests root")
     a.add_argument("--root", help="the manifests root: s3://bucket or a folder")
     a.add_argument("--stack", help="or the manifests bucket of a stack (`local`: the sandbox)")
     a.add_argument("--policy", help="only this policy's runs")
+    a.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     a.set_defaults(func=cmd_audit_list)
     a = asub.add_parser("download", help="download a run, checking every part as it arrives")
     a.add_argument("run_id")
