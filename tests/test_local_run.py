@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import boto3
+from rich.progress import Progress
 
 from catalogue_purge.cli import parse_as_of
 from catalogue_purge.detect.snapshot import open_snapshot
@@ -18,6 +19,7 @@ def test_the_whole_job_runs_and_its_manifest_verifies(aws, policy, tmp_path):
     generate_snapshot(tmp_path / "snapshot", rows=4_000, files=2, row_group_size=1_000, seed=11)
     as_of = parse_as_of("2021-10-08", policy)
     said: list[str] = []
+    progress = Progress(disable=True)
     result = run_local(
         policy,
         str(tmp_path / "snapshot"),
@@ -25,7 +27,13 @@ def test_the_whole_job_runs_and_its_manifest_verifies(aws, policy, tmp_path):
         tmp_path / "work",
         say=said.append,
         rows_per_shard=1_500,
+        progress=progress,
     )
+    # The bars count listings (swept, delisted), not the few long shards and batches.
+    bars = {task.description: (task.completed, task.total) for task in progress.tasks}
+    delisted = result.output["closed"]["planned"]
+    assert bars["listings swept"] == (4_000, 4_000)
+    assert bars["listings delisted"] == (delisted, delisted)
     assert result.verified
     assert result.balanced
     # Two files of two row groups each, at most 1,500 rows a shard: one shard per row group.

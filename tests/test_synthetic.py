@@ -28,3 +28,9 @@ def test_generated_snapshot_is_seeded_and_meets_the_contract(policy, tmp_path):
     expected = PROHIBITED_SHARE * 20_000
     assert 0.6 * expected <= delisted <= 1.6 * expected
     assert any(findings.column("evasion").to_pylist())
+
+
+def test_generation_reports_its_progress_in_rows(tmp_path):
+    told: list[int] = []
+    generate_snapshot(tmp_path / "s", rows=2_500, files=2, chunk=1_000, progress=told.append)
+    assert told == [1_000, 250, 1_000, 250]

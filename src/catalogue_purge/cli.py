@@ -619,13 +619,16 @@ def cmd_policy_parameters(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from catalogue_purge.synthetic import generate_snapshot
 
-    written = generate_snapshot(
-        args.out,
-        rows=args.rows,
-        files=args.files,
-        row_group_size=args.row_group_size,
-        seed=args.seed,
-    )
+    with _progress() as progress:
+        task = progress.add_task("generating", total=args.rows)
+        written = generate_snapshot(
+            args.out,
+            rows=args.rows,
+            files=args.files,
+            row_group_size=args.row_group_size,
+            seed=args.seed,
+            progress=lambda n: progress.advance(task, n),
+        )
     out.print(f"wrote {args.rows:,} listings in {len(written)} files under {args.out}")
     return 0
 

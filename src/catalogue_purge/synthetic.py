@@ -10,6 +10,7 @@ always gives the same snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -388,8 +389,10 @@ def generate_snapshot(
     row_group_size: int = 120_000,
     seed: int = 2021,
     chunk: int = 500_000,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Path]:
-    """Write `rows` listings over `files` Parquet files (zstd), generated in bounded chunks."""
+    """Write `rows` listings over `files` Parquet files (zstd), generated in bounded chunks;
+    `progress` is told the rows of each chunk written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     per_file = -(-rows // files)
@@ -403,5 +406,7 @@ def generate_snapshot(
             for begin in range(first, last, chunk):
                 table = generate_table(min(chunk, last - begin), seed, begin)
                 writer.write_table(table, row_group_size=row_group_size)
+                if progress is not None:
+                    progress(table.num_rows)
         written.append(path)
     return written

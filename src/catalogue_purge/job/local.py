@@ -259,8 +259,8 @@ class Functions:
     def invoke_many(
         self, function: str, payloads: Sequence[dict], concurrency: int
     ) -> list[dict | BaseException]:
-        label = function.removesuffix("Function")
-        task = self.progress.add_task(label, total=len(payloads)) if self.progress else None
+        label, total, weigh = self._measure(function, payloads)
+        task = self.progress.add_task(label, total=total) if self.progress else None
         pool = self._pool(function, concurrency)
         handler = self.stack.handler(function)
         processes = isinstance(pool, ProcessPoolExecutor)
@@ -273,10 +273,31 @@ class Functions:
             error = future.exception()
             results.append(error if error is not None else future.result())
             if self.progress is not None and task is not None:
-                self.progress.advance(task)
+                self.progress.advance(task, weigh(payloads[len(results) - 1], results[-1]))
         if isinstance(pool, ThreadPoolExecutor):
             pool.shutdown()
         return results
+
+    @staticmethod
+    def _measure(
+        function: str, payloads: Sequence[dict]
+    ) -> tuple[str, int, Callable[[dict, dict | BaseException], int]]:
+        """What a map's bar counts: listings swept, listings delisted (not shards or batches,
+        which are few and long), or items."""
+        if function == "SweepShardFunction":
+            total = sum(p["shard"]["rows"] for p in payloads)
+            return "listings swept", total, lambda payload, _: int(payload["shard"]["rows"])
+        if function == "DelistFunction" and payloads:
+            first = payloads[0]
+            store = RunStore(f"{first['runs_uri'].rstrip('/')}/{first['run_id']}", OUTCOME_SCHEMA)
+            planned = (store.dry() if first.get("dry_run") else store).read_plan()["intents"]
+
+            def delisted(payload: dict, result: dict | BaseException) -> int:
+                start = payload["batch_index"] * payload["batch_size"]
+                return max(0, min(payload["batch_size"], planned - start))
+
+            return "listings delisted", planned, delisted
+        return function.removesuffix("Function"), len(payloads), lambda *_: 1
 
     def read_items(self, bucket: str, key: str) -> list:
         body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
