@@ -114,6 +114,37 @@ def test_a_season_rehearsed_in_one_sandbox(tmp_path, sandbox):
     assert "REINSTATED 1" in appeal.stdout
     assert f"seller {seller}:" in appeal.stdout
 
+    # Appeals by seller and by rule, of the purge's delistings.
+    delisted = pq.read_table(
+        tmp_path / "out" / "manifests" / purge_id / "delisted-00000.parquet"
+    ).to_pylist()
+    one_seller = delisted[0]["seller_id"]
+    of_seller = {d["listing_id"] for d in delisted if d["seller_id"] == one_seller}
+    rule = next(r for d in delisted if d["seller_id"] != one_seller for r in d["rule_ids"])
+    of_rule = {d["listing_id"] for d in delisted if rule in d["rule_ids"]} - of_seller
+    for option, value, expected in (("--seller", one_seller, of_seller), ("--rule", rule, of_rule)):
+        appealed = cli(
+            "reinstate",
+            "--stack",
+            "local",
+            "--run",
+            purge_id,
+            "--policy",
+            str(SHIPPED_POLICY),
+            option,
+            value,
+            "--reason",
+            f"appeal by {option}",
+            cwd=tmp_path,
+            env=sandbox,
+        )
+        # Each listing the option selects has one outcome: reinstated, or kept on other
+        # grounds (another rule, or a prohibited category, still holds it).
+        said = appealed.stdout.split(f"of run {purge_id}: ", 1)[1].splitlines()[0]
+        outcomes = {o.rsplit(" ", 1)[0]: int(o.rsplit(" ", 1)[1]) for o in said.split(", ")}
+        assert sum(outcomes.values()) == len(expected) > 0, appealed.stdout
+        assert set(outcomes) <= {"REINSTATED", "KEPT_OTHER_GROUNDS"}
+
     listed = cli("audit", "list", "--stack", "local", cwd=tmp_path, env=sandbox).stdout
     assert listed.index(purge_id) < listed.index(resweep_id) < listed.index("reinstate-")
     cli(

@@ -56,6 +56,17 @@ def emit_json(document: object) -> None:
     sys.stdout.flush()
 
 
+def positive(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
+
+
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
     mapping = {}
     for pair in pairs:
@@ -246,6 +257,7 @@ def cmd_delist(args: argparse.Namespace) -> int:
                 "outcomes": report.outcomes,
                 "balanced": report.balanced,
                 "applied": report.applied,
+                "concurrency": args.concurrency,
                 "failed": report.failed,
                 "records": store.location,
             }
@@ -261,7 +273,8 @@ def cmd_delist(args: argparse.Namespace) -> int:
     balance = "balanced" if report.balanced else "[red]NOT balanced[/red]"
     out.print(
         f"{report.planned:,} planned, {sum(report.outcomes.values()):,} outcomes ({balance}); "
-        f"records under {store.location}"
+        f"{report.applied:,} applied by {args.concurrency} concurrent writers; records under "
+        f"{store.location}"
     )
     if report.failed:
         out.print(
@@ -662,7 +675,7 @@ def _add_run_commands(sub: Any) -> None:
         help="column mapping for exports that name columns differently (repeatable)",
     )
     p.add_argument("--exemptions", type=Path, help="exemptions file (default: beside the policy)")
-    p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    p.add_argument("--threads", type=positive, help="DuckDB threads (default: all cores)")
     p.add_argument("--examples", type=int, default=5, help="evasions to show with their evidence")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     p.set_defaults(func=cmd_sweep)
@@ -700,7 +713,9 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--runs", help="where runs record intents and outcomes (default: FINDINGS/runs)")
     p.add_argument("--dry-run", action="store_true", help="record what it would do, write nothing")
     p.add_argument("--approve", metavar="HASH", help="apply only this plan, past the safety limits")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument(
+        "--concurrency", type=positive, default=16, help="concurrent writers (default 16)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     p.set_defaults(func=cmd_delist)
 

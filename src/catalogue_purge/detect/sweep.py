@@ -139,6 +139,7 @@ class SweepResult:
     seconds: float
     # What was swept: {"kind": "full"} or a re-sweep's {"kind": "changed", "since": ...}.
     scope: dict = field(default_factory=lambda: {"kind": "full"})
+    threads: int | None = None  # DuckDB's threads for the scan (None: it scanned nothing)
 
     @cached_property
     def summary(self) -> dict:
@@ -162,6 +163,7 @@ class SweepResult:
             "scope": self.scope,
             "findings_sha256": findings_sha256,
             "seconds": round(self.seconds, 3),
+            "threads": self.threads,
             "summary": self.summary,
         }
 
@@ -316,7 +318,9 @@ def sweep(
     it to the listings updated after that time."""
     started = _time.perf_counter()
 
-    def result(findings: pa.Table, acting: bool, rows: int, screened: int) -> SweepResult:
+    def result(
+        findings: pa.Table, acting: bool, rows: int, screened: int, used: int | None = None
+    ) -> SweepResult:
         return SweepResult(
             findings=findings,
             policy_id=policy.id,
@@ -329,6 +333,7 @@ def sweep(
             rows_scanned=rows,
             candidates=screened,
             seconds=_time.perf_counter() - started,
+            threads=used,
         )
 
     if not policy.delisting_active(as_of):
@@ -373,9 +378,15 @@ def sweep(
             if on_file_done is not None:
                 on_file_done(index)
         decide_pending()
+        setting = scanning.execute("SELECT current_setting('threads')").fetchone()
+        used = int(setting[0]) if setting else None
     findings = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
     return result(
-        findings.sort_by("listing_id"), acting=True, rows=snapshot.rows, screened=screened
+        findings.sort_by("listing_id"),
+        acting=True,
+        rows=snapshot.rows,
+        screened=screened,
+        used=used,
     )
 
 
