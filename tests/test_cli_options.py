@@ -183,3 +183,14 @@ def test_local_dir_names_the_sandbox(tmp_path, capsys):
     assert f"the local sandbox in {folder} is not up" in capsys.readouterr().err
     assert main(["local", "down", "--dir", str(folder)]) == 0
     assert f"no local sandbox in {folder}" in capsys.readouterr().out
+
+
+def test_delist_and_finalize_need_a_table_or_a_stack(tmp_path, capsys):
+    sweep_with_cli(tmp_path, ROWS)
+    args = delist_args(tmp_path / "sweep", "x")
+    del args[args.index("--table") : args.index("--table") + 2]
+    assert main(args) == 1
+    assert "give --table, or --stack NAME" in capsys.readouterr().err
+    finalize = ["finalize", "--findings", str(tmp_path / "sweep"), "--run-id", "run-1"]
+    assert main(finalize) == 1
+    assert "give --manifests, or --stack NAME" in capsys.readouterr().err

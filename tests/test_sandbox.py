@@ -114,6 +114,26 @@ def test_a_season_rehearsed_in_one_sandbox(tmp_path, sandbox):
     assert "REINSTATED 1" in appeal.stdout
     assert f"seller {seller}:" in appeal.stdout
 
+    # The purge's sweep, delisted by hand against the sandbox's table: it was complete.
+    state = json.loads((Path(sandbox[sandboxes.SANDBOX_ENV]) / "sandbox.json").read_text())
+    data = f"s3://{state['stack']['physical']['DataBucket']}"
+    by_hand = cli(
+        "delist",
+        "--findings",
+        f"{data}/sweeps/{purge_id}",
+        "--runs",
+        f"{data}/runs",
+        "--stack",
+        "local",
+        "--run-id",
+        purge_id,
+        "--policy",
+        str(SHIPPED_POLICY),
+        cwd=tmp_path,
+        env=sandbox,
+    )
+    assert f"run {purge_id} was complete already: nothing changed" in by_hand.stdout
+
     # Appeals by seller and by rule, of the purge's delistings.
     delisted = pq.read_table(
         tmp_path / "out" / "manifests" / purge_id / "delisted-00000.parquet"

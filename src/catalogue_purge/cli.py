@@ -216,6 +216,8 @@ def cmd_delist(args: argparse.Namespace) -> int:
     from catalogue_purge.enforce.delist import OUTCOME_SCHEMA, apply_plan, plan_delistings
     from catalogue_purge.enforce.runstore import RunStore
 
+    # First: a stack (the sandbox's) points AWS at its endpoint before anything is read.
+    listings_table = from_stack(args, "table", "ListingsTable")
     try:
         findings, sweep_record = read_sweep(str(args.findings))
     except (OSError, ValueError) as exc:
@@ -230,7 +232,7 @@ def cmd_delist(args: argparse.Namespace) -> int:
     plan = plan_delistings(findings, args.run_id, policy.id, policy.sha256)
     runs = args.runs or f"{args.findings.rstrip('/')}/runs"
     store = RunStore(f"{runs.rstrip('/')}/{args.run_id}", OUTCOME_SCHEMA)
-    catalogue = DynamoCatalogue(args.table, aws.client("dynamodb"))
+    catalogue = DynamoCatalogue(listings_table, aws.client("dynamodb"))
     catalogue.check()
     (console.print if args.json else out.print)(
         f"plan {plan.sha256}: {len(plan.intents):,} listings to delist, run {args.run_id}"
@@ -340,19 +342,21 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from catalogue_purge.detect.policy import shipped_policies
     from catalogue_purge.record.manifest import KmsSigner, finalize_run
 
+    manifests = from_stack(args, "manifests", "ManifestsBucket", prefix="s3://")
+    key_id = from_stack(args, "key_id", "SigningKey")
     findings = args.findings.rstrip("/")
     manifest = finalize_run(
         findings,
         runs_uri=args.runs or f"{findings}/runs",
         run_id=args.run_id,
-        manifests_root=args.manifests,
-        signer=KmsSigner(aws.client("kms"), args.key_id),
+        manifests_root=manifests,
+        signer=KmsSigner(aws.client("kms"), key_id),
         policies_dir=args.policies or shipped_policies(),
         allow_failed=args.allow_failed,
     )
     out.print(
         f"manifest of run {args.run_id}: {len(manifest['parts'])} parts, counts "
-        f"{counts(manifest['counts']['by_decision'])}, under {args.manifests}"
+        f"{counts(manifest['counts']['by_decision'])}, under {manifests}"
     )
     return 0
 
@@ -564,6 +568,19 @@ def cmd_reinstate(args: argparse.Namespace) -> int:
     return 0
 
 
+def from_stack(args: argparse.Namespace, option: str, logical_id: str, prefix: str = "") -> str:
+    """An option's value: given, or the --stack's resource; an error naming both otherwise."""
+    given = getattr(args, option)
+    if given:
+        return str(given)
+    if args.stack:
+        return prefix + str(stack_named(args.stack).physical[logical_id])
+    flag = "--" + option.replace("_", "-")
+    raise PurgeError(
+        f"give {flag}, or --stack NAME (`local`: the sandbox) to take its {logical_id}"
+    )
+
+
 def manifests_root(args: argparse.Namespace) -> str:
     """--root, or the manifests bucket of --stack."""
     if bool(args.root) == bool(args.stack):
@@ -707,7 +724,8 @@ def _add_run_commands(sub: Any) -> None:
 
     p = sub.add_parser("delist", help="apply a sweep's delist findings to the live catalogue")
     p.add_argument("--findings", required=True, help="the sweep's output: a folder or s3:// prefix")
-    p.add_argument("--table", required=True, help="the listings table (DynamoDB)")
+    p.add_argument("--table", help="the listings table (DynamoDB); default: the --stack's")
+    p.add_argument("--stack", help="a stack whose listings table to use (`local`: the sandbox)")
     p.add_argument("--run-id", required=True, help="the run; the same id resumes it")
     p.add_argument("--policy", required=True, type=Path, help="the policy the sweep used")
     p.add_argument("--runs", help="where runs record intents and outcomes (default: FINDINGS/runs)")
@@ -723,8 +741,11 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--findings", required=True, help="the sweep's output: a folder or s3:// prefix")
     p.add_argument("--run-id", required=True)
     p.add_argument("--runs", help="where the run recorded its outcomes (default: FINDINGS/runs)")
-    p.add_argument("--manifests", required=True, help="the manifests root: s3://bucket or a folder")
-    p.add_argument("--key-id", required=True, help="the KMS signing key (ECC_NIST_P256)")
+    p.add_argument("--manifests", help="the manifests root: s3://bucket or a folder")
+    p.add_argument("--key-id", help="the KMS signing key (ECC_NIST_P256)")
+    p.add_argument(
+        "--stack", help="a stack whose manifests bucket and signing key to use (`local`)"
+    )
     p.add_argument("--policies", type=Path, help="folder of policy files (default: shipped)")
     p.add_argument(
         "--allow-failed",
