@@ -135,6 +135,13 @@ class Snapshot:
         return self.columns.get(name, name)
 
 
+def is_data(relative: str) -> bool:
+    """A file of a snapshot folder, by its path under the folder: not data when any part of
+    the path starts with `_` or `.` (the convention of pyarrow datasets, Spark and Hive:
+    _SUCCESS, _tmp files, .hidden folders, a _truth file beside the data)."""
+    return not any(part.startswith(("_", ".")) for part in relative.split("/") if part)
+
+
 def _list_files(
     location: str, filesystem: pafs.FileSystem | None
 ) -> tuple[list[str], pafs.FileSystem]:
@@ -151,7 +158,11 @@ def _list_files(
         except OSError as exc:
             raise SnapshotError(f"cannot list snapshot {location}: {exc}") from exc
         files = sorted(
-            i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.File
+            and i.path.endswith(".parquet")
+            and is_data(i.path.removeprefix(prefix))
         )
         return files, fs
     fs = filesystem or pafs.LocalFileSystem()
@@ -159,7 +170,11 @@ def _list_files(
     if path.is_file():
         return [str(path.resolve())], fs
     if path.is_dir():
-        return sorted(str(p.resolve()) for p in path.rglob("*.parquet")), fs
+        return sorted(
+            str(p.resolve())
+            for p in path.rglob("*.parquet")
+            if is_data(p.relative_to(path).as_posix())
+        ), fs
     if any(ch in location for ch in "*?["):
         return sorted(
             str(Path(p).resolve()) for p in glob.glob(location, recursive=True) if Path(p).is_file()
