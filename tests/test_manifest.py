@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -135,14 +137,22 @@ def test_round_trip_statements_of_reasons_and_openssl(policy, tmp_path, signer):
 
 def test_csv_cells_never_start_a_formula(policy, tmp_path):
     tables, _ = make_tables(policy, tmp_path)
-    text = csv_bytes(tables["delisted"]).decode()
-    assert "'=HYPERLINK" in text
-    assert csv_bytes(pa.table({"t": ["+1", "-2", "@x", "ok"]})).decode().splitlines() == [
-        "t",
+    data = csv_bytes(tables["delisted"])
+    assert data.startswith(b"\xef\xbb\xbf")  # a spreadsheet then reads it as UTF-8
+    assert "'=HYPERLINK" in data.decode("utf-8-sig")
+    cells = ["+1", "-2", "@x", "ok", " =1+1", "\n=1+1", "\uff1d1+1", "\u3000@x", "\t1", "a=b"]
+    rows = list(csv.reader(io.StringIO(csv_bytes(pa.table({"t": cells})).decode("utf-8-sig"))))
+    assert [r[0] for r in rows[1:]] == [
         "'+1",
         "'-2",
         "'@x",
         "ok",
+        "' =1+1",
+        "'\n=1+1",
+        "'\uff1d1+1",
+        "'\u3000@x",
+        "'\t1",
+        "a=b",
     ]
 
 

@@ -47,8 +47,11 @@ from catalogue_purge.record.report import RunSummary, render_report
 from catalogue_purge.storage import locate, parquet_bytes
 
 PART_ROWS = 100_000
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection), the
+# full-width forms included (some spreadsheets fold them), also after leading blanks, which
+# some spreadsheets skip.
+_FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_BLANKS = " \t\r\n\u00a0\u3000"
 
 
 class ManifestExists(PurgeError):
@@ -139,13 +142,15 @@ def build_tables(
 
 
 def csv_bytes(table: pa.Table) -> bytes:
-    """UTF-8 CSV with a header, safe to open in a spreadsheet: no cell starts a formula."""
+    """UTF-8 CSV with a header, safe to open in a spreadsheet: no cell starts a formula, and a
+    byte-order mark, without which a spreadsheet reads the Chinese and Cyrillic titles in the
+    locale's code page."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(table.column_names)
     for row in table.to_pylist():
         writer.writerow([_cell(v) for v in row.values()])
-    return out.getvalue().encode("utf-8")
+    return out.getvalue().encode("utf-8-sig")
 
 
 def _cell(value: Any) -> str:
@@ -159,7 +164,8 @@ def _cell(value: Any) -> str:
         text = "true" if value else "false"
     else:
         text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    risky = text.startswith(("\t", "\r")) or text.lstrip(_BLANKS).startswith(_FORMULA_START)
+    return "'" + text if risky else text
 
 
 def _sha256(data: bytes) -> str:
