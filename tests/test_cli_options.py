@@ -152,8 +152,10 @@ def test_audit_list_of_one_policy(live_table, tmp_path, capsys):
     root = str(tmp_path / "manifests")
     assert main(["audit", "list", "--root", root, "--policy", "crypto-mining-2021", "--json"]) == 0
     assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ["run-1"]
-    assert main(["audit", "list", "--root", root, "--policy", "another-policy", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert main(["audit", "list", "--root", root, "--policy", "another-policy", "--json"]) == 1
+    said = capsys.readouterr()
+    assert json.loads(said.out) == []
+    assert "no complete run of policy another-policy under" in said.err
 
 
 def test_audit_list_needs_one_root(capsys):

@@ -593,18 +593,34 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 
     args.root = manifests_root(args)
     runs = list_runs(args.root, args.policy)
+    broken = [r for r in runs if r["problem"]]
+    code = 8 if broken else 0 if runs else 1
     if args.json:
         emit_json(runs)
-        return 0
+    if not runs:
+        of = f" of policy {args.policy}" if args.policy else ""
+        console.print(
+            f"[red]error:[/red] no complete run{of} under {args.root} (a manifests root holds "
+            "runs/<policy>/<run>/digest.json): check --root or --stack",
+            highlight=False,
+        )
+    if args.json or not runs:
+        return code
     table = Table(title=f"runs under {args.root}")
     for column in ("policy", "sequence", "run", "signed at", "location"):
         table.add_column(column)
     for run in runs:
         table.add_row(
-            run["policy_id"], str(run["sequence"]), run["run_id"], run["signed_at"], run["location"]
+            run["policy_id"],
+            str(run["sequence"] or "?"),
+            run["run_id"],
+            run["signed_at"] or "?",
+            run["location"],
         )
     out.print(table)
-    return 0
+    for run in broken:
+        out.print(f"[red]FAILED[/red] {run['location']}: {run['problem']}")
+    return code
 
 
 def cmd_audit_download(args: argparse.Namespace) -> int:

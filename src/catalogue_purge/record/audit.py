@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +29,9 @@ from catalogue_purge.errors import PurgeError
 from catalogue_purge.storage import locate
 
 SIGNED_FILES = {"manifest.json", "digest.json", "digest.sig", "public-key.pem"}
+# A part is a file of the run's own folder: a plain name, never a path (../../x) out of it.
+_PART_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_DIGEST_FIELDS = ("run_id", "policy_id", "sequence", "manifest_sha256", "signed_at")
 
 
 class DownloadMismatch(PurgeError):
@@ -36,6 +42,7 @@ class DownloadMismatch(PurgeError):
 class Verification:
     run_id: str
     folder: Path
+    policy_id: str | None = None
     sequence: int | None = None
     digest_sha256: str | None = None
     previous_digest_sha256: str | None = None
@@ -51,6 +58,41 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_document(data: bytes, name: str) -> dict:
+    """A JSON object of a run folder, or a PurgeError naming the file and what is wrong."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PurgeError(f"{name} is not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise PurgeError(f"{name} is not a JSON object")
+    return document
+
+
+def read_digest(data: bytes, name: str = "digest.json") -> dict:
+    digest = read_document(data, name)
+    missing = [f for f in _DIGEST_FIELDS if f not in digest]
+    if missing:
+        raise PurgeError(f"{name} has no {', '.join(missing)}")
+    if not isinstance(digest["sequence"], int) or digest["sequence"] < 1:
+        raise PurgeError(f"{name}: sequence {digest['sequence']!r} is not a whole number >= 1")
+    return digest
+
+
+def unsafe_part_keys(manifest: dict) -> list[str]:
+    """The parts whose key is not a plain file name of the run's folder."""
+    parts = manifest.get("parts")
+    if not isinstance(parts, list):
+        return ["(parts is not a list)"]
+    return [
+        repr(part.get("key")) if isinstance(part, dict) else repr(part)
+        for part in parts
+        if not (isinstance(part, dict) and isinstance(part.get("key"), str))
+        or not _PART_KEY.match(part["key"])
+        or part["key"] in SIGNED_FILES
+    ]
+
+
 def verify_run(folder: Path, pinned_key: bytes | None = None) -> Verification:
     """Verify one run folder. `pinned_key` (PEM) is the key the auditor trusts; without it the
     folder's own public-key.pem is used and its fingerprint reported for the auditor to check."""
@@ -62,14 +104,58 @@ def verify_run(folder: Path, pinned_key: bytes | None = None) -> Verification:
     if problems:
         return result
     digest_bytes = (folder / "digest.json").read_bytes()
-    digest = json.loads(digest_bytes)
-    result.sequence = digest.get("sequence")
+    try:
+        digest = read_digest(digest_bytes, f"{folder.name}/digest.json")
+    except PurgeError as exc:
+        problems.append(str(exc))
+        return result
+    result.sequence = digest["sequence"]
     result.digest_sha256 = _sha256(digest_bytes)
     result.previous_digest_sha256 = digest.get("previous_digest_sha256")
-    result.run_id = digest.get("run_id", folder.name)
+    result.run_id = digest["run_id"]
+    result.policy_id = digest["policy_id"]
+    if digest["run_id"] != folder.name:
+        problems.append(
+            f"{folder.name}: the folder holds run {digest['run_id']} (a run moved or swapped)"
+        )
 
     key_pem = pinned_key or (folder / "public-key.pem").read_bytes()
     result.key_fingerprint = _sha256(key_pem)
+    problems.extend(_verify_signature(folder, digest_bytes, key_pem, pinned_key))
+
+    manifest_bytes = (folder / "manifest.json").read_bytes()
+    if _sha256(manifest_bytes) != digest.get("manifest_sha256"):
+        problems.append(f"{folder.name}: manifest.json does not match the signed digest (altered)")
+    try:
+        manifest = read_document(manifest_bytes, f"{folder.name}/manifest.json")
+    except PurgeError as exc:
+        problems.append(str(exc))
+        return result
+    unsafe = unsafe_part_keys(manifest)
+    if unsafe:
+        problems.append(
+            f"{folder.name}: manifest.json names parts outside the run's folder: "
+            + ", ".join(unsafe)
+        )
+        return result
+    listed = [part["key"] for part in manifest.get("parts", [])]
+    for part in manifest.get("parts", []):
+        problems.extend(_verify_part(folder, part))
+    extra = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and p.name not in SIGNED_FILES and p.name not in listed
+    )
+    if extra:
+        problems.append(f"{folder.name}: files not in the manifest: {', '.join(extra)}")
+    problems.extend(_verify_counts(folder, manifest))
+    return result
+
+
+def _verify_signature(
+    folder: Path, digest_bytes: bytes, key_pem: bytes, pinned_key: bytes | None
+) -> list[str]:
+    problems = []
     if (
         pinned_key is not None
         and (folder / "public-key.pem").read_bytes().strip() != pinned_key.strip()
@@ -84,23 +170,7 @@ def verify_run(folder: Path, pinned_key: bytes | None = None) -> Verification:
         problems.append(
             f"{folder.name}: digest.sig does not verify digest.json ({type(exc).__name__})"
         )
-
-    manifest_bytes = (folder / "manifest.json").read_bytes()
-    if _sha256(manifest_bytes) != digest.get("manifest_sha256"):
-        problems.append(f"{folder.name}: manifest.json does not match the signed digest (altered)")
-    manifest = json.loads(manifest_bytes)
-    listed = [part["key"] for part in manifest.get("parts", [])]
-    for part in manifest.get("parts", []):
-        problems.extend(_verify_part(folder, part))
-    extra = sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.is_file() and p.name not in SIGNED_FILES and p.name not in listed
-    )
-    if extra:
-        problems.append(f"{folder.name}: files not in the manifest: {', '.join(extra)}")
-    problems.extend(_verify_counts(folder, manifest))
-    return result
+    return problems
 
 
 def _verify_part(folder: Path, part: dict) -> list[str]:
@@ -183,12 +253,29 @@ def verify_runs(
     """Verify run folders of one policy and their chain: consecutive sequences (from 1 when
     `from_first`: every run of the policy is there), each digest naming the SHA-256 of the one
     before it."""
-    results = sorted((verify_run(f, pinned_key) for f in folders), key=lambda r: r.sequence or 0)
-    previous: Verification | None = None
-    sequences = [r.sequence for r in results if r.sequence is not None]
-    expected = 1 if from_first or not sequences else sequences[0]
+    results = sorted(
+        (verify_run(f, pinned_key) for f in folders),
+        key=lambda r: (r.policy_id or "", r.sequence or 0),
+    )
+    chains: dict[str, list[Verification]] = {}
     for result in results:
-        if result.sequence is None:
+        if result.sequence is not None:
+            chains.setdefault(result.policy_id or "", []).append(result)
+    for chain in chains.values():
+        _verify_chain(chain, from_first)
+    return results
+
+
+def _verify_chain(results: list[Verification], from_first: bool) -> None:
+    """One policy's runs, in sequence order: consecutive, each naming the one before."""
+    previous: Verification | None = None
+    expected = 1 if from_first else results[0].sequence or 1
+    for result in results:
+        assert result.sequence is not None  # only such runs are chained
+        if previous is not None and result.sequence == previous.sequence:
+            result.problems.append(
+                f"{result.run_id}: sequence {result.sequence} is claimed by {previous.run_id} too"
+            )
             continue
         if result.sequence != expected:
             result.problems.append(
@@ -203,7 +290,6 @@ def verify_runs(
         elif previous is None and result.sequence == 1 and result.previous_digest_sha256:
             result.problems.append(f"{result.run_id}: the first run names a previous digest")
         previous, expected = result, result.sequence + 1
-    return results
 
 
 def run_digests(
@@ -233,44 +319,72 @@ def list_runs(root: str, policy_id: str | None = None) -> list[dict]:
         if policy_id is not None and policy_dir.base_name != policy_id:
             continue
         for run_dir, data in run_digests(fs, base, policy_dir.base_name):
-            digest = json.loads(data)
-            runs.append(
-                {
-                    "policy_id": policy_dir.base_name,
-                    "run_id": digest["run_id"],
-                    "sequence": digest["sequence"],
-                    "signed_at": digest["signed_at"],
-                    "location": "/".join(
-                        [root.rstrip("/"), "runs", policy_dir.base_name, run_dir.base_name]
-                    ),
-                }
-            )
-    return sorted(runs, key=lambda r: (r["policy_id"], r["sequence"]))
+            location = "/".join([root.rstrip("/"), "runs", policy_dir.base_name, run_dir.base_name])
+            entry = {
+                "policy_id": policy_dir.base_name,
+                "run_id": run_dir.base_name,
+                "sequence": None,
+                "signed_at": None,
+                "location": location,
+                "problem": None,
+            }
+            try:
+                digest = read_digest(data, f"{location}/digest.json")
+            except PurgeError as exc:
+                entry["problem"] = f"{exc}: download and `audit verify` it"
+            else:
+                entry |= {k: digest[k] for k in ("run_id", "sequence", "signed_at")}
+                if digest["run_id"] != run_dir.base_name:
+                    entry["problem"] = (
+                        f"the folder {run_dir.base_name} holds run {digest['run_id']}"
+                    )
+            runs.append(entry)
+    return sorted(runs, key=lambda r: (r["policy_id"], r["sequence"] or 0, r["run_id"]))
 
 
 def download_run(location: str, to: Path) -> Path:
     """Copy a run folder, checking every part against the manifest as it arrives: a mismatch
     stops the download with the name of the part."""
     fs, path = locate(location)
-    folder = to / path.rstrip("/").rsplit("/", 1)[-1]
-    folder.mkdir(parents=True, exist_ok=True)
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    folder = to / name
+    to.mkdir(parents=True, exist_ok=True)
+    # Into a temporary folder beside the target, moved into place once every part checked:
+    # a download that fails leaves nothing that looks like a run folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=to))
+    try:
 
-    def fetch(name: str) -> bytes:
-        with fs.open_input_stream(f"{path}/{name}") as handle:
-            data = bytes(handle.read())
-        (folder / name).write_bytes(data)
-        return data
+        def fetch(file: str) -> bytes:
+            with fs.open_input_stream(f"{path}/{file}") as handle:
+                data = bytes(handle.read())
+            (staging / file).write_bytes(data)
+            return data
 
-    for name in sorted(SIGNED_FILES):
-        fetch(name)
-    manifest = json.loads((folder / "manifest.json").read_bytes())
-    for part in manifest["parts"]:
-        data = fetch(part["key"])
-        if _sha256(data) != part["sha256"] or len(data) != part["size"]:
+        for file in sorted(SIGNED_FILES):
+            fetch(file)
+        manifest = read_document(
+            (staging / "manifest.json").read_bytes(), f"{location}/manifest.json"
+        )
+        unsafe = unsafe_part_keys(manifest)
+        if unsafe:
             raise DownloadMismatch(
-                f"{location}/{part['key']}: the downloaded bytes do not match the manifest "
-                f"(SHA-256 {_sha256(data)[:16]}, expected {part['sha256'][:16]})"
+                f"{location}/manifest.json names parts outside the run's folder: "
+                + ", ".join(unsafe)
+                + "; nothing was downloaded"
             )
+        for part in manifest["parts"]:
+            data = fetch(part["key"])
+            if _sha256(data) != part["sha256"] or len(data) != part["size"]:
+                raise DownloadMismatch(
+                    f"{location}/{part['key']}: the downloaded bytes do not match the manifest "
+                    f"(SHA-256 {_sha256(data)[:16]}, expected {part['sha256'][:16]}); "
+                    "nothing was kept"
+                )
+        if folder.exists():
+            shutil.rmtree(folder)  # an earlier download of the same run, replaced whole
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -280,9 +394,12 @@ LINK_SECONDS = 900  # download links expire within 15 minutes
 def presigned_links(s3: Any, bucket: str, run: dict, seconds: int = LINK_SECONDS) -> list[dict]:
     """Download links for every file of a run folder, valid for `seconds` at most."""
     prefix = run["location"].removeprefix(f"s3://{bucket}/").rstrip("/")
-    manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
+    manifest = read_document(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read(),
+        f"{run['location']}/manifest.json",
     )
+    if unsafe_part_keys(manifest):
+        raise PurgeError(f"{run['location']}/manifest.json names parts outside the run's folder")
     names = sorted(SIGNED_FILES) + [part["key"] for part in manifest["parts"]]
     return [
         {
