@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import boto3
@@ -110,3 +111,19 @@ def test_reinstate_only_what_the_run_delisted(catalogue):
     catalogue.reinstate("L-1", "run-1", "appeal upheld")
     assert catalogue.get("L-1").status is Status.ACTIVE
     assert catalogue.get("L-1").delisted_by_run is None
+
+
+def test_a_listing_with_a_huge_description_is_loaded_within_dynamodbs_limit(aws):
+    from catalogue_purge.enforce.catalogue import DESCRIPTION_BYTES, merge_listings
+
+    client = boto3.client("dynamodb")
+    table = f"listings-{uuid.uuid4().hex[:6]}"
+    create_listings_table(client, table)
+    huge = "Antminer S19 " + "é" * 1_000_000  # about 2 MB of UTF-8
+    listing = LiveListing("L-1", "S-1", Status.ACTIVE, "C > D", "t", huge, "US", V)
+    put_listings(client, table, [listing])
+    stored = DynamoCatalogue(table, client).get("L-1")
+    assert stored is not None and stored.description is not None
+    assert len(stored.description.encode()) <= DESCRIPTION_BYTES
+    assert huge.startswith(stored.description) and stored.description.startswith("Antminer S19")
+    assert merge_listings(client, table, [replace(listing, listing_id="L-2")]) == 1

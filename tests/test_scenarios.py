@@ -152,3 +152,31 @@ def test_json_output_is_one_document_and_nothing_else(snapshots, tmp_path):
     assert sweep["summary"]["rows_scanned"] == 2000
     assert sweep["summary"]["findings"] == document["summary"]["findings"]
     assert Path(sweep["findings"]).exists()
+
+
+def test_a_listing_with_a_two_megabyte_description_is_delisted(tmp_path):
+    from .conftest import listing, write_listings
+
+    huge = listing(
+        "L-HUGE",
+        "Antminer S19 Pro 110TH/s",
+        "Computer & Office > Blockchain Miners",
+        description="Specifications. " * 130_000,  # about 2 MB
+    )
+    write_listings(tmp_path / "snap" / "part-0.parquet", [huge, listing("L-2", "Blue vase")])
+    # 1 of 2 listings is over the policy's share limit: the dry run holds it and names the plan.
+    held = run_local(
+        tmp_path / "snap",
+        tmp_path / "dry",
+        "2021-10-08",
+        "--dry-run",
+        "--run-id",
+        "huge-1",
+        expect=5,
+    )
+    assert "dry run: the real run would be held back" in held.stderr
+    sha = re.search(r"the same --run-id and --approve ([0-9a-f]{64})", held.stderr).group(1)
+    run_local(
+        tmp_path / "snap", tmp_path / "out", "2021-10-08", "--run-id", "huge-1", "--approve", sha
+    )
+    assert manifest_of(tmp_path / "out")["counts"]["by_outcome"] == {"DELISTED": 1}

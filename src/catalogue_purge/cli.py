@@ -413,6 +413,24 @@ def stack_named(name: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from catalogue_purge.errors import SafetyLimitExceeded
+    from catalogue_purge.job.statemachine import ExecutionFailed
+
+    try:
+        return _run(args)
+    except ExecutionFailed as exc:
+        if exc.error != "SafetyLimitExceeded":
+            raise
+        # The state machine's own words are for a StartRun event; say them for this command.
+        raise SafetyLimitExceeded(
+            exc.cause.replace(
+                "start the run again with approve=",
+                "run again with the same --run-id and --approve ",
+            )
+        ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from catalogue_purge.job.events import StartRun
     from catalogue_purge.job.local import run_job, run_local, start_moto
     from catalogue_purge.job.sandbox import LOCAL, attach, one_command_at_a_time

@@ -272,6 +272,19 @@ class InMemoryCatalogue:
             )
 
 
+# DynamoDB refuses an item over 400 KB. The listings table is the status store, not the
+# catalogue's full text: a description keeps its first 300,000 bytes (the live re-check reads
+# it), which leaves room for the other fields and the enforcement fields a delisting adds.
+DESCRIPTION_BYTES = 300_000
+
+
+def _within(text: str | None, limit: int) -> str | None:
+    """The text cut to `limit` UTF-8 bytes, on a character boundary."""
+    if text is None or len(text) * 4 <= limit:
+        return text
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
 def _listing_item(item: LiveListing) -> dict:
     attributes = {
         "listing_id": item.listing_id,
@@ -279,7 +292,7 @@ def _listing_item(item: LiveListing) -> dict:
         "status": item.status.value,
         "category_path": item.category_path,
         "title": item.title,
-        "description": item.description,
+        "description": _within(item.description, DESCRIPTION_BYTES),
         "country_of_sale": item.country_of_sale,
         "updated_at": item.updated_at,
     }
