@@ -89,8 +89,10 @@ def test_a_part_key_outside_the_run_folder_is_refused(chain, tmp_path, capsys):
     assert [p.name for p in (tmp_path / "to").iterdir()] == []
 
 
-def test_a_tampered_part_leaves_no_partial_download(chain, tmp_path, capsys):
+def test_a_tampered_part_leaves_no_partial_download(chain, tmp_path, capsys, signer):
     _, folders, _, _ = chain
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(signer.public_key_pem())
     part = folders[1] / "delisted-00000.parquet"
     part.write_bytes(part.read_bytes()[:-1] + b"\x00")
     target = tmp_path / "downloads"
@@ -101,7 +103,19 @@ def test_a_tampered_part_leaves_no_partial_download(chain, tmp_path, capsys):
     assert "delisted-00000.parquet: the downloaded bytes do not match" in capsys.readouterr().err
     assert list(target.iterdir()) == []  # neither a partial folder nor the staging one
     assert (
-        main(["audit", "download", "run-1", "--root", str(tmp_path / "m"), "--to", str(target)])
+        main(
+            [
+                "audit",
+                "download",
+                "run-1",
+                "--root",
+                str(tmp_path / "m"),
+                "--to",
+                str(target),
+                "--key",
+                str(trusted),
+            ]
+        )
         == 0
     )
     assert [p.name for p in target.iterdir()] == ["run-1"]
@@ -116,3 +130,58 @@ def test_an_empty_or_wrong_root_is_said(tmp_path, capsys, aws):
     assert main(["audit", "list", "--root", "s3://empty-manifests", "--json"]) == 1
     said = capsys.readouterr()
     assert json.loads(said.out) == [] and "check --root or --stack" in said.err
+
+
+def test_a_folder_re_signed_by_a_stranger_fails_and_only_the_true_one_passes(
+    chain, tmp_path, signer, capsys
+):
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    _, folders, _, _ = chain
+    true_copy = tmp_path / "true"
+    shutil.copytree(folders[0].parent, true_copy)
+    # A stranger edits a count, re-digests, signs with a key of their own, and ships that key.
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    target = folders[2]
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["counts"]["by_decision"]["review"] += 1
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    digest = json.loads((target / "digest.json").read_text())
+    import hashlib
+
+    digest["manifest_sha256"] = hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
+    (target / "digest.json").write_text(json.dumps(digest))
+    (target / "digest.sig").write_bytes(
+        stranger.sign((target / "digest.json").read_bytes(), ec.ECDSA(hashes.SHA256()))
+    )
+    (target / "public-key.pem").write_bytes(
+        stranger.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    chain_folder = str(folders[0].parent)
+    assert main(["audit", "verify", chain_folder]) == 8  # no flag: never a pass
+    assert "NOT verified: the signing key is not pinned" in capsys.readouterr().out
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(signer.public_key_pem())
+    assert main(["audit", "verify", chain_folder, "--key", str(trusted)]) == 8
+    said = capsys.readouterr().out
+    assert "run-3: public-key.pem is not the pinned key" in said
+    assert "run-3: digest.sig does not verify digest.json" in said
+    assert main(["audit", "verify", str(true_copy), "--key", str(trusted)]) == 0
+
+
+def test_the_chains_head_catches_a_removed_newest_run(chain, tmp_path, signer, capsys):
+    _, folders, _, _ = chain
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(signer.public_key_pem())
+    shutil.rmtree(folders[2])  # the newest run deleted: the rest is a valid chain
+    verify = ["audit", "verify", str(folders[0].parent), "--key", str(trusted)]
+    assert main(verify) == 0
+    capsys.readouterr()
+    assert main([*verify, "--expect-head", "3"]) == 8
+    assert "the chain ends at run run-2 (sequence 2), but its head is 3" in capsys.readouterr().out
+    assert main([*verify, "--expect-head", "run-3"]) == 8
+    assert main([*verify, "--expect-head", "run-2"]) == 0
+    assert main([*verify, "--expect-head", "2"]) == 0

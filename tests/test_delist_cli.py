@@ -9,6 +9,7 @@ import boto3
 import pyarrow.parquet as pq
 
 from catalogue_purge.cli import main
+from catalogue_purge.record.manifest import KmsSigner
 
 from .conftest import delist_args, listing, sweep_with_cli
 
@@ -94,7 +95,13 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
         == 0
     )
     assert "counts delist 2, review 1, under" in capsys.readouterr().out
-    assert main(["audit", "verify", str(manifests / "runs" / "crypto-mining-2021")]) == 0
+    chain = str(manifests / "runs" / "crypto-mining-2021")
+    # Verification trusts only a pinned key: here the KMS key's, as the organisation publishes.
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(KmsSigner(boto3.client("kms"), key_id).public_key_pem())
+    assert main(["audit", "verify", chain]) == 8
+    assert "NOT verified: the signing key is not pinned" in capsys.readouterr().out
+    assert main(["audit", "verify", chain, "--key", str(trusted)]) == 0
     assert "verified run-1 (sequence 1" in capsys.readouterr().out
 
     # --json: one document on stdout, nothing else, for scripts and pipelines.
@@ -105,15 +112,14 @@ def test_sweep_then_delist_then_resume(live_table, tmp_path, capsys):
     assert main(["audit", "list", "--root", str(manifests), "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert (listed["run_id"], listed["sequence"]) == ("run-1", 1)
-    chain = str(manifests / "runs" / "crypto-mining-2021")
-    assert main(["audit", "verify", chain, "--json"]) == 0
+    assert main(["audit", "verify", chain, "--json", "--key", str(trusted)]) == 0
     verified = json.loads(capsys.readouterr().out)
-    assert verified["verified"] and not verified["key_pinned"]
+    assert verified["verified"] and verified["key_pinned"]
     assert [(r["run_id"], r["ok"], r["problems"]) for r in verified["runs"]] == [
         ("run-1", True, [])
     ]
     (manifests / "runs" / "crypto-mining-2021" / "run-1" / "digest.sig").write_bytes(b"forged")
-    assert main(["audit", "verify", chain, "--json"]) == 8
+    assert main(["audit", "verify", chain, "--json", "--key", str(trusted)]) == 8
     assert json.loads(capsys.readouterr().out)["runs"][0]["ok"] is False
     manifest = json.loads(
         (manifests / "runs" / "crypto-mining-2021" / "run-1" / "manifest.json").read_text()

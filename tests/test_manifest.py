@@ -256,8 +256,13 @@ def test_manifests_on_s3_listed_downloaded_and_verified(policy, tmp_path, signer
         main(
             ["audit", "download", "run-2", "--root", f"s3://{bucket}", "--to", str(tmp_path / "dl")]
         )
-        == 0
+        == 8
     )
+    assert "NOT verified: the signing key is not pinned" in capsys.readouterr().out
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(signer.public_key_pem())
+    download = ["audit", "download", "run-2", "--root", f"s3://{bucket}", "--to"]
+    assert main([*download, str(tmp_path / "dl"), "--key", str(trusted)]) == 0
     assert "verified" in capsys.readouterr().out
 
     key = f"runs/{policy.id}/run-1/delisted-00000.csv"

@@ -179,6 +179,17 @@ def test_a_season_rehearsed_in_one_sandbox(tmp_path, sandbox):
         env=sandbox,
     )
     assert (tmp_path / "audit" / resweep_id / "digest.json").exists()
+    # Verified against the sandbox's signing key, read from KMS rather than from the folder.
+    checked = cli(
+        "audit",
+        "verify",
+        str(tmp_path / "audit" / resweep_id),
+        "--stack",
+        "local",
+        cwd=tmp_path,
+        env=sandbox,
+    )
+    assert f"verified {resweep_id}" in checked.stdout
 
     assert "local sandbox up" in cli("local", "status", cwd=tmp_path, env=sandbox).stdout
     assert "stopped" in cli("local", "down", cwd=tmp_path, env=sandbox).stdout

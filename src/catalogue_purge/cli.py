@@ -288,6 +288,54 @@ def cmd_delist(args: argparse.Namespace) -> int:
     return code
 
 
+UNPINNED = (
+    "NOT verified: the signing key is not pinned; a folder's own public-key.pem proves nothing "
+    "(whoever edits the folder can sign with a key of their own). Pass --key PEM (the key your "
+    "organisation published) or --stack NAME (its signing key, read from KMS)"
+)
+
+
+def pinned_key(args: argparse.Namespace) -> bytes | None:
+    """The public key (PEM) verification trusts: --key, or the --stack's signing key in KMS."""
+    if args.key:
+        return bytes(args.key.read_bytes())
+    if getattr(args, "stack", None):
+        from catalogue_purge import aws
+        from catalogue_purge.record.manifest import KmsSigner
+
+        key_id = stack_named(args.stack).physical["SigningKey"]
+        return KmsSigner(aws.client("kms"), key_id).public_key_pem()
+    return None
+
+
+def chain_head(args: argparse.Namespace, results: Sequence[Any], whole: bool) -> list[str]:
+    """Problems with the end of the chain: --expect-head (a sequence or a run id), or with
+    --stack the head the manifests bucket holds when the whole chain is verified, as
+    CloudTrail's validate-logs checks the end of its chain; a run removed from the end is
+    otherwise invisible."""
+    from catalogue_purge.record.audit import list_runs
+
+    chained = [r for r in results if r.sequence is not None]
+    if not chained:
+        return []
+    last = max(chained, key=lambda r: r.sequence)
+    expected: str | None = args.expect_head
+    if expected is None and whole and getattr(args, "stack", None):
+        root = f"s3://{stack_named(args.stack).physical['ManifestsBucket']}"
+        heads = [r for r in list_runs(root, last.policy_id) if r["sequence"]]
+        expected = str(max(r["sequence"] for r in heads)) if heads else None
+    if expected is None:
+        return []
+    if expected.isdigit() and last.sequence == int(expected):
+        return []
+    if not expected.isdigit() and last.run_id == expected:
+        return []
+    return [
+        f"the chain ends at run {last.run_id} (sequence {last.sequence}), but its head is "
+        f"{expected}: runs after it are missing"
+    ]
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from catalogue_purge.record.audit import verify_runs
 
@@ -299,15 +347,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     )
     if not folders:
         raise PurgeError(f"{target} holds no run folder (a folder with digest.json)")
-    pinned = args.key.read_bytes() if args.key else None
+    pinned = pinned_key(args)
     # A folder of runs is a policy's whole chain; a single run is checked on its own.
-    results = verify_runs(folders, pinned, from_first=len(folders) > 1 or folders[0] != target)
-    code = 0 if all(r.ok for r in results) else 8
+    whole = len(folders) > 1 or folders[0] != target
+    results = verify_runs(folders, pinned, from_first=whole)
+    head = chain_head(args, results, whole)
+    code = 0 if all(r.ok for r in results) and not head and pinned is not None else 8
     if args.json:
         emit_json(
             {
                 "verified": code == 0,
                 "key_pinned": pinned is not None,
+                "chain": head,
                 "runs": [
                     {
                         "run_id": r.run_id,
@@ -329,11 +380,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         )
         for problem in result.problems:
             out.print(f"  - {problem}")
-    if not pinned:
-        out.print(
-            "the signing key was taken from each folder's public-key.pem: compare its "
-            "fingerprint with the key your organisation published, or pass --key"
-        )
+    for problem in head:
+        out.print(f"[red]FAILED[/red] {problem}")
+    if pinned is None:
+        out.print(f"[red]{UNPINNED}[/red]")
     return code
 
 
@@ -649,9 +699,14 @@ def cmd_audit_download(args: argparse.Namespace) -> int:
     if not matches:
         raise PurgeError(f"no complete run {args.run_id} under {args.root}")
     folder = download_run(matches[0]["location"], args.to)
-    result = verify_runs([folder], from_first=False)[0]
+    pinned = pinned_key(args)
+    result = verify_runs([folder], pinned, from_first=False)[0]
     for problem in result.problems:
         out.print(f"  - {problem}")
+    if pinned is None:
+        out.print(f"downloaded, every part checked: {folder}")
+        out.print(f"[red]{UNPINNED}[/red]")
+        return 8
     out.print(f"{'verified' if result.ok else 'FAILED'}: {folder}")
     return 0 if result.ok else 8
 
@@ -812,6 +867,14 @@ def _add_audit_commands(sub: Any) -> None:
     a = asub.add_parser("verify", help="verify downloaded run folders offline")
     a.add_argument("folder", help="a run folder, or a folder of a policy's run folders (chain)")
     a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
+    a.add_argument(
+        "--stack", help="or trust the signing key of this stack, read from KMS (`local`)"
+    )
+    a.add_argument(
+        "--expect-head",
+        metavar="SEQ|RUN",
+        help="the chain's last run (its sequence or run id); with --stack, read from the bucket",
+    )
     a.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     a.set_defaults(func=cmd_audit_verify)
     a = asub.add_parser("list", help="list the complete runs under a manifests root")
@@ -825,6 +888,7 @@ def _add_audit_commands(sub: Any) -> None:
     a.add_argument("--root", help="the manifests root: s3://bucket or a folder")
     a.add_argument("--stack", help="or the manifests bucket of a stack (`local`: the sandbox)")
     a.add_argument("--to", required=True, type=Path)
+    a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
     a.set_defaults(func=cmd_audit_download)
 
 

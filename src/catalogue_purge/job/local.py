@@ -51,7 +51,7 @@ from catalogue_purge.job.events import StartRun
 from catalogue_purge.job.stack import Stack, create_local, deployment_file, load_template
 from catalogue_purge.job.statemachine import Runtime, execute
 from catalogue_purge.record.audit import download_run, verify_runs
-from catalogue_purge.record.manifest import run_folder
+from catalogue_purge.record.manifest import KmsSigner, run_folder
 from catalogue_purge.storage import exists
 
 Say = Callable[[str], None]
@@ -461,7 +461,9 @@ def run_local(
     if "manifest" in output:  # a dry run ends before FinalizeRun
         # FinalizeRun's answer names the run's manifest folder.
         folder = download_run(output["manifest"]["manifest"], work / "manifests")
-        verification = verify_runs([folder], from_first=False)[0]
+        # Verified with the stack's own signing key from KMS, never the folder's copy of it.
+        trusted = KmsSigner(aws.client("kms"), stack.physical["SigningKey"]).public_key_pem()
+        verification = verify_runs([folder], trusted, from_first=False)[0]
         verified = verification.ok
         for problem in verification.problems:
             say(f"  - {problem}")
