@@ -211,6 +211,8 @@ def test_a_run_with_no_findings_writes_a_complete_manifest_once(policy, tmp_path
     assert problems([folder]) == []
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {p["key"] for p in manifest["parts"]} == {
+        "exempted-00000.parquet",
+        "exempted-00000.csv",
         "delisted-00000.parquet",
         "delisted-00000.csv",
         "review-00000.parquet",
@@ -359,3 +361,36 @@ def test_counts_are_checked_against_the_tables_themselves(policy, tmp_path, sign
     found = _verify_counts(folder, manifest)
     assert any("counts by decision" in p for p in found)
     assert any("counts by outcome" in p for p in found)
+
+
+def test_exempted_listings_are_listed_with_their_grounds_and_counted(tmp_path, signer):
+    import pyarrow.parquet as pq
+
+    from catalogue_purge.detect.policy import load_policy
+
+    from .conftest import SHIPPED_POLICY
+
+    policy_path = tmp_path / "policies" / SHIPPED_POLICY.name
+    policy_path.parent.mkdir()
+    policy_path.write_text(SHIPPED_POLICY.read_text(encoding="utf-8"), encoding="utf-8")
+    policy_path.with_name("crypto-mining-2021.exemptions.yaml").write_text(
+        "policy: crypto-mining-2021\nexemptions:\n"
+        "  - {id: EX-7, listing_id: L-1, rules: ['*'], reason: museum piece, granted_by: c-17,"
+        " granted_at: 2021-10-01, expires: 2021-12-31}\n",
+        encoding="utf-8",
+    )
+    policy = load_policy(policy_path)
+    tables, run = make_tables(policy, tmp_path)
+    (exempted,) = tables["exempted"].to_pylist()
+    assert (exempted["listing_id"], exempted["exemption_id"]) == ("L-1", "EX-7")
+    assert (exempted["exemption_reason"], exempted["exemption_granted_by"]) == (
+        "museum piece",
+        "c-17",
+    )
+    assert str(exempted["exemption_expires"]) == "2021-12-31"
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+    assert problems([folder]) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["exempted"] == 1
+    assert "<b>1</b>exempted" in (folder / "report.html").read_text(encoding="utf-8")
+    assert pq.read_table(folder / "exempted-00000.parquet").num_rows == 1

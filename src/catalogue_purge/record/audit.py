@@ -209,6 +209,7 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
         "review": [],
         "penalties": ["status", "step_after"],
         "reinstated": ["outcome"],
+        "exempted": ["listing_id"],
     }
     rows: dict[str, list[dict]] = {table: [] for table in columns}
     for part in manifest.get("parts", []):
@@ -231,6 +232,13 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
             f"{folder.name}: counts by decision {counts.get('by_decision')} do not match "
             f"the tables {decisions}"
         )
+    if "exempted" in counts:
+        exempted = len({r["listing_id"] for r in rows["exempted"]})
+        if exempted != counts["exempted"]:
+            problems.append(
+                f"{folder.name}: {counts['exempted']} exempted listings counted, the table "
+                f"holds {exempted}"
+            )
     if "by_penalty" in counts:
         penalties = dict(
             sorted(

@@ -4,6 +4,7 @@ One folder per run, written once, under <root>/runs/<policy-id>/<run-id>/:
 
     delisted-00000.parquet / .csv   one statement of reasons per delist outcome
     review-00000.parquet / .csv     the listings sent to a human
+    exempted-00000.parquet / .csv   the listings an exemption kept, with its grounds
     report.html                     one page for people: counts, bars, top sellers, the parts
     manifest.json                   the run, the policy and its hash, the snapshot's fingerprint,
                                     counts, and every part with its size, rows and SHA-256
@@ -100,10 +101,34 @@ def _clauses(policy: Policy) -> pa.Table:
     )
 
 
+def _exemptions(policy: Policy) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "exemption_id": ex.id,
+                "reason": ex.reason,
+                "granted_by": ex.granted_by,
+                "granted_at": ex.granted_at,
+                "expires": ex.expires,
+            }
+            for ex in policy.exemptions
+        ],
+        schema=pa.schema(
+            [
+                ("exemption_id", pa.string()),
+                ("reason", pa.string()),
+                ("granted_by", pa.string()),
+                ("granted_at", pa.date32()),
+                ("expires", pa.date32()),
+            ]
+        ),
+    )
+
+
 def stream_tables(
     findings: Any, outcomes: Any, policy: Policy, decided_at: datetime, part_rows: int = PART_ROWS
 ) -> dict[str, Iterator[pa.Table]]:
-    """The delisted and review tables (sql/manifest_delisted.sql, sql/manifest_review.sql) as
+    """The delisted, review and exempted tables (sql/manifest_<table>.sql) as
     parts of at most `part_rows` rows, merged by DuckDB from the staged findings and outcomes
     (Arrow tables or datasets, scanned as they stream): memory is bounded by a part."""
     params = {"policy_id": policy.id, "policy_version": policy.version, "decided_at": decided_at}
@@ -113,6 +138,7 @@ def stream_tables(
             con.register("findings", findings)
             con.register("outcomes", outcomes)
             con.register("clauses", _clauses(policy))
+            con.register("exemptions", _exemptions(policy))
             reader = con.sql(load_sql(f"manifest_{name}"), params=params).to_arrow_reader(part_rows)
             pending: list[pa.RecordBatch] = []
             rows, yielded = 0, False
@@ -128,7 +154,7 @@ def stream_tables(
             if rows or not yielded:  # an empty table is one empty part, not an extra one
                 yield pa.Table.from_batches(pending, schema=reader.schema)
 
-    return {name: parts(name) for name in ("delisted", "review")}
+    return {name: parts(name) for name in ("delisted", "review", "exempted")}
 
 
 def build_tables(

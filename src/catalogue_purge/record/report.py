@@ -36,6 +36,7 @@ class RunSummary:
     sellers: Counter[str] = field(default_factory=Counter)
     rows: Counter[str] = field(default_factory=Counter)
     penalties: Counter[str] = field(default_factory=Counter)  # "<status>:<step after>"
+    exempted: set[str] = field(default_factory=set)  # listings an exemption kept
     evasions: int = 0
 
     def add(self, table_name: str, part: pa.Table) -> None:
@@ -43,6 +44,9 @@ class RunSummary:
         if table_name == "penalties":
             for row in part.select(["status", "step_after"]).to_pylist():
                 self.penalties[f"{row['status']}:{row['step_after'] or 'none'}"] += 1
+            return
+        if table_name == "exempted":
+            self.exempted.update(part.column("listing_id").to_pylist())
             return
         if table_name == "reinstated":
             for row in part.select(["outcome"]).to_pylist():
@@ -81,6 +85,8 @@ class RunSummary:
             counts["by_penalty"] = dict(sorted(self.penalties.items()))
         if "reinstated" in self.rows:
             counts["reinstated"] = self.rows["reinstated"]
+        if "exempted" in self.rows:
+            counts["exempted"] = len(self.exempted)
         return counts
 
 
@@ -125,6 +131,7 @@ def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
     cards = [
         ("delisting outcomes", summary.rows["delisted"]),
         ("sent to review", summary.rows["review"]),
+        ("exempted", len(summary.exempted)),
         ("evasions", summary.evasions),
         ("sellers delisted", len(summary.sellers)),
     ]
