@@ -394,3 +394,19 @@ def test_exempted_listings_are_listed_with_their_grounds_and_counted(tmp_path, s
     assert manifest["counts"]["exempted"] == 1
     assert "<b>1</b>exempted" in (folder / "report.html").read_text(encoding="utf-8")
     assert pq.read_table(folder / "exempted-00000.parquet").num_rows == 1
+
+
+def test_a_manifest_file_on_s3_is_never_replaced(policy, tmp_path, signer):
+    """A second writer of the same run (a redelivered FinalizeRun that lost the race) meets
+    the file the first wrote: refused by S3's conditional write, not overwritten."""
+    import uuid
+
+    s3 = boto3.client("s3")
+    bucket = f"manifests-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    tables, run = make_tables(policy, tmp_path)
+    key = f"runs/{policy.id}/run-1/delisted-00000.parquet"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"first writer")
+    with pytest.raises(ManifestExists, match=r"delisted-00000\.parquet is already written"):
+        write_manifest(f"s3://{bucket}", run | {"run_id": "run-1"}, tables, signer)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"first writer"

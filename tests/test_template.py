@@ -256,3 +256,11 @@ def test_a_deployed_stacks_names_come_from_cloudformation(aws):
     assert environment["LEDGER_TABLE"] == "deployed-seller-ledger"
     assert environment["MANIFESTS_BUCKET"] == "deployed-manifests-123456789012"
     assert environment["AUDITOR_ROLE_NAME"] == "deployed-auditor"
+
+
+def test_manifests_are_written_once(stack):
+    """The manifests bucket denies an unconditional PutObject: only If-None-Match: * writes."""
+    statements = stack.properties("ManifestsBucketPolicy")["PolicyDocument"]["Statement"]
+    (write_once,) = [s for s in statements if s.get("Sid") == "WriteOnce"]
+    assert write_once["Effect"] == "Deny" and write_once["Action"] == "s3:PutObject"
+    assert write_once["Condition"] == {"Null": {"s3:if-none-match": "true"}}

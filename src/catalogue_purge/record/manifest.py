@@ -268,9 +268,23 @@ def write_manifest(
             # Object Lock bucket, and a multipart upload is not given the bucket's default
             # retention by every S3 implementation (moto's, for one).
             bucket, _, prefix = folder.partition("/")
-            s3.put_object(
-                Bucket=bucket, Key=f"{prefix}/{name}", Body=data, ChecksumAlgorithm="SHA256"
-            )
+            try:
+                # Written once (the bucket's policy denies any other put): a file already there
+                # is never replaced by a new current version.
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=f"{prefix}/{name}",
+                    Body=data,
+                    ChecksumAlgorithm="SHA256",
+                    IfNoneMatch="*",
+                )
+            except s3.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                    raise
+                raise ManifestExists(
+                    f"run {run_id}: {name} is already written under s3://{folder}; manifests "
+                    "are written once"
+                ) from None
         else:
             with fs.open_output_stream(f"{folder}/{name}") as handle:
                 handle.write(data)
