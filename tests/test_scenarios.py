@@ -180,3 +180,27 @@ def test_a_listing_with_a_two_megabyte_description_is_delisted(tmp_path):
         tmp_path / "snap", tmp_path / "out", "2021-10-08", "--run-id", "huge-1", "--approve", sha
     )
     assert manifest_of(tmp_path / "out")["counts"]["by_outcome"] == {"DELISTED": 1}
+
+
+def test_a_listing_without_updated_at_is_re_checked_live_and_delisted(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .conftest import listing
+
+    rows = [
+        listing("L-1", "Antminer S19 Pro 110TH/s", "Computer & Office > Blockchain Miners"),
+        *(listing(f"L-{i}", "Blue vase") for i in range(2, 60)),
+    ]
+    table = pa.Table.from_pylist(rows)
+    table = table.set_column(
+        table.schema.get_field_index("updated_at"),
+        "updated_at",
+        pa.array([None] + [r["updated_at"] for r in rows[1:]], pa.timestamp("us", tz="UTC")),
+    )
+    (tmp_path / "snap").mkdir()
+    pq.write_table(table, tmp_path / "snap" / "part-0.parquet")
+    run_local(tmp_path / "snap", tmp_path / "run", "2021-10-08")
+    # No version to condition the write on: re-checked from the live listing, then delisted.
+    counts = manifest_of(tmp_path / "run")["counts"]
+    assert counts["by_outcome"] == {"CHANGED_SINCE_SNAPSHOT_DELISTED": 1}

@@ -50,7 +50,8 @@ class LiveListing:
             row["title"],
             row["description"],
             row["country_of_sale"],
-            updated_at or format_version(row["updated_at"]),
+            # the platform's record always has a version; a snapshot row may lack it
+            updated_at or format_version(row["updated_at"] or datetime(1970, 1, 1, tzinfo=UTC)),
         )
 
 

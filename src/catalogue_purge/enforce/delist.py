@@ -136,6 +136,9 @@ class Plan:
         )
 
 
+UNKNOWN = ""  # the version of a listing whose snapshot row has no updated_at
+
+
 def plan_delistings(findings: pa.Table, run_id: str, policy_id: str, policy_sha256: str) -> Plan:
     """The delist findings as a plan, in listing order. Review and exempted findings are never
     part of it."""
@@ -145,7 +148,11 @@ def plan_delistings(findings: pa.Table, run_id: str, policy_id: str, policy_sha2
             Intent(
                 listing_id=r["listing_id"],
                 seller_id=r["seller_id"],
-                expected_updated_at=format_version(r["updated_at"]),
+                # No version in the snapshot: the conditional write cannot match, so the
+                # listing is re-checked from its live fields, as one changed since the snapshot.
+                expected_updated_at=(
+                    format_version(r["updated_at"]) if r["updated_at"] is not None else UNKNOWN
+                ),
                 rule_ids=tuple(r["rule_ids"]),
             )
             for r in rows.to_pylist()
