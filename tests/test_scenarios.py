@@ -204,3 +204,38 @@ def test_a_listing_without_updated_at_is_re_checked_live_and_delisted(tmp_path):
     # No version to condition the write on: re-checked from the live listing, then delisted.
     counts = manifest_of(tmp_path / "run")["counts"]
     assert counts["by_outcome"] == {"CHANGED_SINCE_SNAPSHOT_DELISTED": 1}
+
+
+def test_rows_without_an_id_or_sharing_one_are_set_aside_and_counted(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .conftest import listing
+
+    miner = ("Antminer S19 Pro 110TH/s", "Computer & Office > Blockchain Miners")
+    rows = [
+        listing("L-TWICE", *miner),
+        listing("L-TWICE", *miner, seller_id="S-2"),
+        listing("L-NO-ID", *miner),
+        listing("L-ONCE", *miner),
+        *(listing(f"L-{i}", "Blue vase") for i in range(100)),
+    ]
+    table = pa.Table.from_pylist(rows)
+    ids = table.column("listing_id").to_pylist()
+    ids[2] = None
+    table = table.set_column(0, "listing_id", pa.array(ids, pa.string()))
+    table = table.set_column(
+        table.schema.get_field_index("updated_at"),
+        "updated_at",
+        table.column("updated_at").cast(pa.timestamp("us", tz="UTC")),
+    )
+    (tmp_path / "snap").mkdir()
+    pq.write_table(table, tmp_path / "snap" / "part-0.parquet")
+    done = run_local(tmp_path / "snap", tmp_path / "run", "2021-10-08")
+    assert "set aside, never acted on: duplicate listing_id 2, no listing_id 1" in done.stdout
+    manifest = manifest_of(tmp_path / "run")
+    assert manifest["counts"]["by_outcome"] == {"DELISTED": 1}  # L-ONCE alone
+    assert manifest["quarantined"] == {
+        "by_reason": {"duplicate listing_id": 2, "no listing_id": 1},
+        "duplicate_ids": ["L-TWICE"],
+    }

@@ -285,3 +285,21 @@ def test_a_corrupted_page_fails_the_sweep(policy, tmp_path):
     )
     assert code == 3
     assert not (tmp_path / "out" / "findings.parquet").exists()
+
+
+def test_a_sweep_sets_aside_duplicate_ids(policy, tmp_path):
+    from catalogue_purge.cli import parse_as_of
+    from catalogue_purge.detect.snapshot import open_snapshot
+    from catalogue_purge.detect.sweep import sweep
+
+    from .conftest import listing, write_listings
+
+    miner = ("Antminer S19 Pro 110TH/s", "Computer & Office > Blockchain Miners")
+    path = write_listings(
+        tmp_path / "s.parquet",
+        [listing("L-1", *miner), listing("L-1", *miner), listing("L-2", *miner)],
+    )
+    result = sweep(open_snapshot(str(path)), policy, parse_as_of("2021-10-08", policy))
+    assert result.findings.column("listing_id").to_pylist() == ["L-2"]
+    assert result.summary["quarantined"] == {"duplicate listing_id": 2}
+    assert result.summary["duplicate_ids"] == ["L-1"]

@@ -182,6 +182,17 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime) -> None:
         f"{summary['candidates']:,} screened in, {summary['findings']:,} findings, "
         f"{summary['evasions']:,} evasions"
     )
+    if summary.get("quarantined"):
+        named = summary.get("duplicate_ids") or []
+        out.print(
+            f"[yellow]set aside, never acted on: {counts(summary['quarantined'])}"
+            + (
+                f" (duplicate ids: {', '.join(named[:10])}{' ...' if len(named) > 10 else ''})"
+                if named
+                else ""
+            )
+            + "[/yellow]"
+        )
     table = Table(title="by decision")
     table.add_column("decision")
     table.add_column("findings", justify="right")
@@ -196,8 +207,8 @@ def print_summary(summary: dict, policy: Policy, as_of: datetime) -> None:
         table.add_column(first)
         for col in ("delist", "review", "exempted"):
             table.add_column(col, justify="right")
-        for name, counts in summary[key].items():
-            table.add_row(name, *(f"{counts[c]:,}" for c in ("delist", "review", "exempted")))
+        for name, per in summary[key].items():
+            table.add_row(name, *(f"{per[c]:,}" for c in ("delist", "review", "exempted")))
         out.print(table)
 
 

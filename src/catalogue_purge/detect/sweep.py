@@ -14,7 +14,7 @@ import hashlib
 import json
 import time as _time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +38,9 @@ CANDIDATE_BATCH = 4096
 # Screened listings decided at a time: bounds the memory of the decision queries.
 CLASSIFY_BATCH = 20_000
 SWEEP_FILE = "sweep.json"
+DUPLICATES_SHOWN = 100  # duplicate ids named in sweep.json (all are counted)
+NO_ID = "no listing_id"
+DUPLICATE_ID = "duplicate listing_id"
 
 
 class Listing(Protocol):
@@ -140,6 +143,9 @@ class SweepResult:
     # What was swept: {"kind": "full"} or a re-sweep's {"kind": "changed", "since": ...}.
     scope: dict = field(default_factory=lambda: {"kind": "full"})
     threads: int | None = None  # DuckDB's threads for the scan (None: it scanned nothing)
+    # Rows the policy may catch that nothing can act on, set aside and counted by reason.
+    quarantined: dict[str, int] = field(default_factory=dict)
+    duplicate_ids: list[str] = field(default_factory=list)  # ids of several snapshot rows
 
     @cached_property
     def summary(self) -> dict:
@@ -147,6 +153,8 @@ class SweepResult:
             "rows_scanned": self.rows_scanned,
             "candidates": self.candidates,
             "acting": self.acting,
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "duplicate_ids": self.duplicate_ids[:DUPLICATES_SHOWN],
         }
 
     def record(self, findings_sha256: str) -> dict:
@@ -234,6 +242,25 @@ def _listings_relation(
     return rel.select(*projection)
 
 
+def set_aside_duplicates(findings: pa.Table) -> tuple[pa.Table, list[str], int]:
+    """Findings whose listing_id stands on several snapshot rows: which row is the listing
+    is unknowable, so none is acted on. (findings kept, the duplicate ids, rows set aside)."""
+    if findings.num_rows == 0:
+        return findings, [], 0
+    counted = findings.group_by("listing_id").aggregate([("listing_id", "count")])
+    twice = counted.filter(pc.greater(counted.column("listing_id_count"), 1))
+    if twice.num_rows == 0:
+        return findings, [], 0
+    ids = twice.column("listing_id")
+    duplicated = pc.is_in(findings.column("listing_id"), value_set=ids)
+    kept = findings.filter(pc.invert(duplicated))
+    return kept, sorted(ids.to_pylist()), findings.num_rows - kept.num_rows
+
+
+def quarantine_counts(no_id: int, duplicate_rows: int) -> dict[str, int]:
+    return {k: v for k, v in {NO_ID: no_id, DUPLICATE_ID: duplicate_rows}.items() if v}
+
+
 def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
     """Stage 2 over the screened rows: what the precise match finds, and the rows worth
     deciding (something was found, or the listing is in a prohibited category)."""
@@ -312,10 +339,12 @@ def sweep(
     threads: int | None = None,
     matcher: Matcher | None = None,
     since: datetime | None = None,
+    whole: bool = True,
 ) -> SweepResult:
     """Sweep the snapshot with the policy as of a time. Before the policy's delisting date the
     sweep finds nothing to act on (and scans nothing). `since` (a re-sweep's watermark) limits
-    it to the listings updated after that time."""
+    it to the listings updated after that time. A sweep of one shard of a snapshot
+    (`whole=False`) leaves duplicate ids to the merge of the shards, which sees them all."""
     started = _time.perf_counter()
 
     def result(
@@ -361,11 +390,16 @@ def sweep(
                 parts.append(classify(deciding, matcher, candidates, hits))
                 pending.clear()
 
-        screened = 0
+        screened, no_id = 0, 0
         for index, part in enumerate(snapshot.files):
             try:
-                for batch in iter_candidate_batches(scanning, snapshot, policy, index, since):
-                    screened += batch.num_rows
+                for candidates in iter_candidate_batches(scanning, snapshot, policy, index, since):
+                    screened += candidates.num_rows
+                    batch = candidates
+                    if batch.column("listing_id").null_count:
+                        # nothing can act on a row without an id: set aside, counted
+                        no_id += batch.column("listing_id").null_count
+                        batch = batch.filter(batch.column("listing_id").is_valid())
                     pending.append(_match_candidates(matcher, batch))
                     if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:
                         decide_pending()
@@ -381,12 +415,17 @@ def sweep(
         setting = scanning.execute("SELECT current_setting('threads')").fetchone()
         used = int(setting[0]) if setting else None
     findings = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
-    return result(
-        findings.sort_by("listing_id"),
-        acting=True,
-        rows=snapshot.rows,
-        screened=screened,
-        used=used,
+    findings, duplicates, set_aside = set_aside_duplicates(findings) if whole else (findings, [], 0)
+    return replace(
+        result(
+            findings.sort_by("listing_id"),
+            acting=True,
+            rows=snapshot.rows,
+            screened=screened,
+            used=used,
+        ),
+        quarantined=quarantine_counts(no_id, set_aside),
+        duplicate_ids=duplicates,
     )
 
 

@@ -108,6 +108,7 @@ class ShardSwept(BaseModel):
     candidates: int
     findings: int
     seconds: float
+    quarantined: dict[str, int] = Field(default_factory=dict, description="set aside, by reason")
 
 
 class CloseSweep(BaseModel):

@@ -47,13 +47,16 @@ from catalogue_purge.detect.policy import Policy, load_policy, load_recorded
 from catalogue_purge.detect.snapshot import Snapshot, open_snapshot
 from catalogue_purge.detect.sweep import (
     FINDINGS_SCHEMA,
+    NO_ID,
     SWEEP_FILE,
     SweepResult,
     findings_dataset,
     live_recheck,
     publish_sweep,
+    quarantine_counts,
     read_sweep,
     read_sweep_record,
+    set_aside_duplicates,
     sweep,
 )
 from catalogue_purge.enforce.catalogue import Catalogue
@@ -301,6 +304,7 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
         matcher=compiled_matcher(policy),
         threads=1,
         since=datetime.fromisoformat(since) if since else None,
+        whole=False,  # duplicate ids are found when the shards are merged
     )
     base = f"{event.sweep_uri}/shards/{shard.index:05d}"
     write_bytes(f"{base}.parquet", parquet_bytes(result.findings))
@@ -311,6 +315,7 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
         candidates=result.candidates,
         findings=result.findings.num_rows,
         seconds=round(time.perf_counter() - started, 3),
+        quarantined=result.quarantined,
     )
     _write_json(f"{base}.json", swept.model_dump())  # last: the shard is done once it exists
     return swept
@@ -344,6 +349,8 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         rows = record["summary"]["rows_scanned"]
     else:
         findings, shards = _merged_findings(event.sweep_uri, run)
+        findings, duplicates, set_aside = set_aside_duplicates(findings)
+        no_id = sum(s.quarantined.get(NO_ID, 0) for s in shards)
         root = _data_root(event.sweep_uri)
         reinstated = read_reinstated(root, policy.id)
         past = past_delisted(root, policy.id, reinstated, excluding_run=event.run_id)
@@ -364,6 +371,8 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
                 candidates=sum(s.candidates for s in shards),
                 seconds=sum(s.seconds for s in shards),
                 scope=run["scope"],
+                quarantined=quarantine_counts(no_id, set_aside),
+                duplicate_ids=duplicates,
             ),
             event.sweep_uri,
         )

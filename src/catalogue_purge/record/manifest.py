@@ -406,6 +406,12 @@ def finalize_run(
         },
         "snapshot": record["snapshot"],
         "sweep": record.get("scope", {"kind": "full"}),
+        # Rows the policy may catch that nothing could act on (no id, or one id on several
+        # rows): set aside by the sweep, counted here, never delisted.
+        "quarantined": {
+            "by_reason": record["summary"].get("quarantined", {}),
+            "duplicate_ids": record["summary"].get("duplicate_ids", []),
+        },
         "penalties": penalties_record or {"applied": False, "reason": "no penalty step ran"},
         "findings_sha256": record.get("findings_sha256"),
         "plan_sha256": plan["sha256"],
