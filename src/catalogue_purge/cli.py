@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -512,22 +513,7 @@ def _run(args: argparse.Namespace) -> int:
             "sandbox that lasts across commands), not both"
         )
     say = console.print if args.json else out.print  # with --json, stdout holds the JSON only
-    if args.stack == LOCAL:
-        sandbox = attach()
-        say(f"local sandbox: moto's server at {sandbox.endpoint} ({sandbox.folder})")
-        with one_command_at_a_time(sandbox), _job_progress() as progress:
-            result = run_local(
-                policy,
-                args.snapshot,
-                as_of,
-                args.out,
-                say=say,
-                progress=progress,
-                stack=sandbox.stack,
-                **options,
-            )
-        return print_local_run(result, policy, as_of, args)
-    if not args.local:
+    if not args.local and args.stack != LOCAL:
         if not args.stack or not args.snapshot.startswith("s3://"):
             raise PurgeError(
                 "run needs --local (moto's server on loopback, a local snapshot), --stack local "
@@ -546,21 +532,28 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print_job(output)
         return 0
-    server, endpoint = start_moto()
-    say(f"local AWS: moto's server at {endpoint}")
-    try:
-        with _job_progress() as progress:
-            result = run_local(
-                policy,
-                args.snapshot,
-                as_of,
-                args.out,
-                say=say,
-                progress=progress,
-                **options,
-            )
-    finally:
-        server.stop()
+    with ExitStack() as scope:
+        stack = None
+        if args.stack == LOCAL:  # the sandbox: its stack, one command at a time
+            sandbox = attach()
+            say(f"local sandbox: moto's server at {sandbox.endpoint} ({sandbox.folder})")
+            scope.enter_context(one_command_at_a_time(sandbox))
+            stack = sandbox.stack
+        else:  # --local: a server and a stack of its own, for this run only
+            server, endpoint = start_moto()
+            scope.callback(server.stop)
+            say(f"local AWS: moto's server at {endpoint}")
+        progress = scope.enter_context(_job_progress())
+        result = run_local(
+            policy,
+            args.snapshot,
+            as_of,
+            args.out,
+            say=say,
+            progress=progress,
+            stack=stack,
+            **options,
+        )
     return print_local_run(result, policy, as_of, args)
 
 
