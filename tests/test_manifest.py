@@ -410,3 +410,48 @@ def test_a_manifest_file_on_s3_is_never_replaced(policy, tmp_path, signer):
     with pytest.raises(ManifestExists, match=r"delisted-00000\.parquet is already written"):
         write_manifest(f"s3://{bucket}", run | {"run_id": "run-1"}, tables, signer)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"first writer"
+
+
+def test_the_report_keeps_delist_and_review_apart_and_says_penalties_in_words():
+    from collections import Counter
+
+    from catalogue_purge.record.report import RunSummary, render_report
+
+    summary = RunSummary()
+    summary.add(
+        "delisted",
+        pa.table(
+            {
+                "outcome": ["DELISTED"] * 20,
+                "rule_ids": [[f"rule-{i}"] for i in range(20)],
+                "category_path": ["A"] * 20,
+                "country_of_sale": ["CN"] * 20,
+                "seller_id": ["S-1"] * 20,
+                "evasion": [True] + [False] * 19,
+            }
+        ),
+    )
+    summary.add(
+        "review",
+        pa.table(
+            {
+                "rule_ids": [["rule-0"]] * 3,
+                "category_path": ["A"] * 3,
+                "country_of_sale": ["DE"] * 3,
+                "seller_id": ["S-2"] * 3,
+                "evasion": [True] * 3,
+            }
+        ),
+    )
+    summary.penalties = Counter({"applied:store-blocked": 2, "proposed:account-closed": 1})
+    summary.rows["penalties"] = 3
+    run = {"run_id": "r", "policy": {"id": "p", "version": "1", "sha256": "0" * 64}}
+    html = render_report(run, summary, []).decode()
+    assert summary.evasions == 1  # review items are not judged evasions
+    assert "<b>1</b>evasions" in html
+    # rule-0: 1 delisted, 3 for review, in their own columns
+    assert "<td>rule-0</td><td class='n'>1</td><td class='n'>3</td>" in html
+    assert "<td>DE</td><td class='n'>0</td><td class='n'>3</td>" in html
+    # 20 rules: 15 shown, the rest behind a <details>
+    assert "<details><summary>and 5 more</summary>" in html
+    assert "store blocked (applied)" in html and "account closed (proposed)" in html

@@ -21,7 +21,8 @@ h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #dde3ea}
 .card b{display:block;font-size:1.6rem}table{border-collapse:collapse;width:100%}
 td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eef1f5;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
-.bar{background:#3d6fb6;height:12px;border-radius:2px}code{font-size:.9em}
+.bar{background:#3d6fb6;height:12px;border-radius:2px}.bar.review{background:#e0a030}
+code{font-size:.9em}summary{cursor:pointer;color:#3d6fb6;margin:.3rem 0}
 """
 
 
@@ -37,7 +38,11 @@ class RunSummary:
     rows: Counter[str] = field(default_factory=Counter)
     penalties: Counter[str] = field(default_factory=Counter)  # "<status>:<step after>"
     exempted: set[str] = field(default_factory=set)  # listings an exemption kept
-    evasions: int = 0
+    evasions: int = 0  # delisted evasions (a review item is not judged an evasion yet)
+    # For the report's bars, delist and review apart: {"delist"|"review": Counter}.
+    by_rule: dict[str, Counter[str]] = field(default_factory=dict)
+    by_category: dict[str, Counter[str]] = field(default_factory=dict)
+    by_country: dict[str, Counter[str]] = field(default_factory=dict)
 
     def add(self, table_name: str, part: pa.Table) -> None:
         self.rows[table_name] += part.num_rows
@@ -66,11 +71,15 @@ class RunSummary:
                 if c in part.column_names
             ]
         ).to_pylist():
+            decision = "delist" if table_name == "delisted" else "review"
             self.rules.update(row["rule_ids"] or [])
             self.categories[row["category_path"] or ""] += 1
             self.countries[row["country_of_sale"] or ""] += 1
-            self.evasions += bool(row["evasion"])
+            self.by_rule.setdefault(decision, Counter()).update(row["rule_ids"] or [])
+            self.by_category.setdefault(decision, Counter())[row["category_path"] or ""] += 1
+            self.by_country.setdefault(decision, Counter())[row["country_of_sale"] or ""] += 1
             if table_name == "delisted":
+                self.evasions += bool(row["evasion"])
                 self.outcomes[row["outcome"]] += 1
                 self.sellers[row["seller_id"]] += 1
 
@@ -90,19 +99,55 @@ class RunSummary:
         return counts
 
 
+def _expandable(rows: list[str], limit: int, head: str = "") -> str:
+    """The first `limit` rows, the rest behind a <details> (no script: the page stays
+    self-contained and opens from a download)."""
+    shown = f"<table>{head}{''.join(rows[:limit])}</table>"
+    if len(rows) <= limit:
+        return shown
+    rest = f"<table>{head}{''.join(rows[limit:])}</table>"
+    return f"{shown}<details><summary>and {len(rows) - limit:,} more</summary>{rest}</details>"
+
+
 def _bars(title: str, counts: Counter[str], limit: int = 15) -> str:
     if not counts:
         return f"<h2>{escape(title)}</h2><p class='muted'>none</p>"
-    top = counts.most_common(limit)
-    peak = top[0][1] or 1
-    rows = "".join(
+    ranked = counts.most_common()
+    peak = ranked[0][1] or 1
+    rows = [
         f"<tr><td>{escape(name or '(none)')}</td><td class='n'>{count:,}</td>"
         f"<td style='width:45%'>"
         f"<div class='bar' style='width:{100 * count / peak:.1f}%'></div></td></tr>"
-        for name, count in top
-    )
-    more = f"<p class='muted'>and {len(counts) - limit} more</p>" if len(counts) > limit else ""
-    return f"<h2>{escape(title)}</h2><table>{rows}</table>{more}"
+        for name, count in ranked
+    ]
+    return f"<h2>{escape(title)}</h2>{_expandable(rows, limit)}"
+
+
+def _split_bars(title: str, by: dict[str, Counter[str]], limit: int = 15) -> str:
+    """Delisted and sent to review apart, one row per name, the bar split in two."""
+    delist, review = by.get("delist", Counter()), by.get("review", Counter())
+    total = delist + review
+    if not total:
+        return f"<h2>{escape(title)}</h2><p class='muted'>none</p>"
+    ranked = total.most_common()
+    peak = ranked[0][1] or 1
+    rows = [
+        f"<tr><td>{escape(name or '(none)')}</td><td class='n'>{delist[name]:,}</td>"
+        f"<td class='n'>{review[name]:,}</td><td style='width:40%'>"
+        f"<div class='bar' style='display:inline-block;width:{100 * delist[name] / peak:.1f}%'>"
+        f"</div><div class='bar review' style='display:inline-block;"
+        f"width:{100 * review[name] / peak:.1f}%'></div></td></tr>"
+        for name, _ in ranked
+    ]
+    head = "<tr><th></th><th>delisted</th><th>review</th><th></th></tr>"
+    return f"<h2>{escape(title)}</h2>{_expandable(rows, limit, head)}"
+
+
+def _penalty_words(key: str) -> str:
+    """ "applied:store-blocked" as people read it: "store blocked (applied)"."""
+    status, _, step = key.partition(":")
+    step_words = "no penalty step" if step in ("", "none") else step.replace("-", " ")
+    return f"{step_words} ({status})"
 
 
 def _scope(run: dict) -> str:
@@ -146,12 +191,16 @@ def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
         f"<tr><td>{escape(o)}</td><td class='n'>{n:,}</td></tr>"
         for o, n in sorted(summary.outcomes.items())
     )
-    part_rows = "".join(
-        f"<tr><td><a href='{escape(p['key'])}'>{escape(p['key'])}</a></td>"
-        f"<td>{escape(p['table'])}</td>"
-        f"<td class='n'>{p['rows']:,}</td><td class='n'>{p['size']:,}</td>"
-        f"<td><code>{escape(p['sha256'][:16])}…</code></td></tr>"
-        for p in parts
+    part_rows = _expandable(
+        [
+            f"<tr><td><a href='{escape(p['key'])}'>{escape(p['key'])}</a></td>"
+            f"<td>{escape(p['table'])}</td>"
+            f"<td class='n'>{p['rows']:,}</td><td class='n'>{p['size']:,}</td>"
+            f"<td><code>{escape(p['sha256'][:16])}…</code></td></tr>"
+            for p in parts
+        ],
+        40,
+        "<tr><th>part</th><th>table</th><th>rows</th><th>bytes</th><th>SHA-256</th></tr>",
     )
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Run {escape(run["run_id"])}</title>
@@ -166,14 +215,17 @@ every part with its SHA-256; digest.json is signed (digest.sig, public-key.pem).
 <h2>Outcomes of the delistings</h2>
 <table>{outcome_rows or "<tr><td class='muted'>none</td></tr>"}</table>
 {_scope(run)}
-{_bars("Penalties (status: step after)", summary.penalties) if "penalties" in summary.rows else ""}
-{_bars("By rule", summary.rules)}
-{_bars("By category", summary.categories)}
-{_bars("By country of sale", summary.countries)}
+{
+        _bars("Penalties", Counter({_penalty_words(k): v for k, v in summary.penalties.items()}))
+        if "penalties" in summary.rows
+        else ""
+    }
+{_split_bars("By rule", summary.by_rule)}
+{_split_bars("By category", summary.by_category)}
+{_split_bars("By country of sale", summary.by_country)}
 {_bars("Sellers with the most delistings", summary.sellers, limit=10)}
 <h2>Parts</h2>
-<table><tr><th>part</th><th>table</th><th>rows</th><th>bytes</th><th>SHA-256</th></tr>
-{part_rows}</table>
+{part_rows}
 </body></html>
 """
     return html.encode("utf-8")
