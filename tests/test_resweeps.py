@@ -294,4 +294,4 @@ def test_resweeps_relists_penalties_and_an_appeal(world):
     assert "Reinstates what run resweep-3 delisted" in (folders[3] / "report.html").read_text()
     report = (folders[1] / "report.html").read_text()
     assert "Swept: listings updated after 2021-10-01" in report
-    assert "applied:store-blocked" in report
+    assert "store blocked (applied)" in report  # penalties in words
