@@ -32,13 +32,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogue_purge.detect.normalise import normalise, normalise_array, strip_accents
-from catalogue_purge.detect.policy import Field_, Policy, TextRule
+from catalogue_purge.detect.policy import Field_, Policy, TextRule, compile_regex
 from catalogue_purge.errors import PolicyError
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
 # compilation of thousands of literals takes seconds).
 _SCREEN_FLAGS = hyperscan.HS_FLAG_CASELESS
-_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8
+# Policy regexes over the normalised rows, one row per line: `^` and `$` are each field's ends.
+_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE
 _SPACED_SEPARATORS = (" ", ".", "-", "_", "*")
 _SPLIT_SEPARATORS = (" ", ".", "-", "_")
 _WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
@@ -286,6 +287,7 @@ class Matcher:
         self.policy = policy
         self.patterns: list[Pattern] = []
         self._sources: list[str] = []  # each pattern's precise regex
+        self._is_policy_regex: list[bool] = []  # written by a policy author: run on RE2
         anchors: list[bytes] = []  # raw literals of the terms: the screen
         other_anchors: list[bytes] = []  # of context and exclusion terms
         screen_regexes: list[bytes] = []
@@ -330,7 +332,12 @@ class Matcher:
             [[0], np.cumsum(self._literal_target_counts)[:-1]]
         ).astype(np.int64)
         self._literal_target_values = np.array([i for t in targets for i in t], dtype=np.int64)
-        self._literal_db = self._compile([_escape_bytes(k) for k in self._literal_keys], 0)
+        # A policy of regexes alone has no literal to compile (Hyperscan refuses an empty set).
+        self._literal_db = (
+            self._compile([_escape_bytes(k) for k in self._literal_keys], 0)
+            if self._literal_keys
+            else None
+        )
         self._regex_db_pattern = np.array(policy_regexes, dtype=np.int64)
         self._regex_db = (
             self._compile([self.patterns[i].term.encode() for i in policy_regexes], _MATCH_FLAGS)
@@ -338,9 +345,19 @@ class Matcher:
             else None
         )
         # A term in several rules has one precise regex: compile it, and search for it, once.
-        distinct: dict[str, int] = {}
-        self._unique_of = [distinct.setdefault(source, len(distinct)) for source in self._sources]
-        self._unique_regexes = [re.compile(source) for source in distinct]
+        # The term patterns are built here from escaped literals, with lookarounds for the word
+        # edges: Python's `re` runs them. A policy's own regexes run on RE2, which cannot
+        # backtrack (`(a+)+b` over a long row of "a" would hang `re`).
+        distinct: dict[tuple[str, bool], int] = {}
+        self._unique_of = [
+            distinct.setdefault(key, len(distinct))
+            for key in zip(self._sources, self._is_policy_regex, strict=True)
+        ]
+        self._unique_regexes = [
+            compile_regex(source.encode()) if authored else re.compile(source)
+            for source, authored in distinct
+        ]
+        self._unique_on_bytes = [authored for _, authored in distinct]
         self._unique_of_array = np.array(self._unique_of, dtype=np.int64)
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
@@ -352,6 +369,7 @@ class Matcher:
             raise PolicyError(self.policy.path, [f"rules (id {rule.id}): {exc}"]) from None
         self.patterns.append(Pattern(rule.id, role, term))
         self._sources.append(source)
+        self._is_policy_regex.append(role is Role.REGEX)
         return len(self.patterns) - 1
 
     def _compile(self, patterns: Sequence[bytes], flags: int) -> hyperscan.Database:
@@ -456,9 +474,13 @@ class Matcher:
         # Literals are found in the text with its spaces squeezed out, so "ant miner" and
         # "a n t m i n e r" both hold "antminer"; the precise pattern then checks the spacing
         # and the word boundaries on the normalised text.
-        squashed = pc.replace_substring(normal, " ", "")
-        literal_ids, literal_rows = self._scan_column(
-            self._literal_db, "literal", _terminated(squashed)
+        none = np.zeros(0, dtype=np.int64)
+        literal_ids, literal_rows = (
+            self._scan_column(
+                self._literal_db, "literal", _terminated(pc.replace_substring(normal, " ", ""))
+            )
+            if self._literal_db is not None
+            else (none, none)
         )
         # Each literal stands for the patterns it is a spelling of.
         counts = self._literal_target_counts[literal_ids]
@@ -480,13 +502,25 @@ class Matcher:
         keys = rows * n_unique + self._unique_of_array[pids]
         searches, which = np.unique(keys, return_inverse=True)
         with_hits = np.unique(rows)
-        texts_of = normal.take(pa.array(with_hits)).to_pylist()
+        hit_texts = normal.take(pa.array(with_hits))
+        texts_of = hit_texts.to_pylist()
         search_texts = np.searchsorted(with_hits, searches // n_unique).tolist()
-        compiled = self._unique_regexes
+        uniques = (searches % n_unique).tolist()
+        compiled, on_bytes = self._unique_regexes, self._unique_on_bytes
+        # RE2 searches the UTF-8 bytes: its binding is fastest so.
+        bytes_of = (
+            hit_texts.cast(pa.large_binary()).to_pylist()
+            if any(on_bytes[u] for u in set(uniques))
+            else []
+        )
         answers: list[str | None] = []
-        for at, u in zip(search_texts, (searches % n_unique).tolist(), strict=True):
-            found = compiled[u].search(texts_of[at])
-            answers.append(found.group(0).strip() if found is not None else None)
+        for at, u in zip(search_texts, uniques, strict=True):
+            if on_bytes[u]:
+                found = compiled[u].search(bytes_of[at])
+                answers.append(found.group(0).decode().strip() if found is not None else None)
+            else:
+                found = compiled[u].search(texts_of[at])
+                answers.append(found.group(0).strip() if found is not None else None)
         matched = [answers[i] for i in which.tolist()]
         keep = np.fromiter((m is not None for m in matched), dtype=bool, count=len(matched))
         return rows[keep], pids[keep], [m for m in matched if m is not None]
@@ -601,7 +635,47 @@ def _screen_regex(regex: str) -> bytes:
     screen = regex.replace(" ?", r"[\W_]{0,6}").replace(" ", r"[\W_]{1,6}")
     for edge in ("(?:^|[^a-z0-9])", "(?:$|[^a-z0-9])", "(?:$|[^0-9])"):
         screen = screen.replace(edge, "")
-    return screen.encode()
+    return _without_assertions(screen).encode()
+
+
+def _without_assertions(regex: str) -> str:
+    """The regex with its anchors and word-boundary assertions (`^`, `$`, `\\A`, `\\z`, `\\b`,
+    `\\B`) taken out. An assertion only ever removes matches, so the result matches wherever
+    the regex does: a screen may let more rows through, never fewer. (On the raw text a field's
+    start is not where its normalised text starts: tags and spaces come before it.)"""
+    out: list[str] = []
+    i, n = 0, len(regex)
+    in_class = False
+    while i < n:
+        c = regex[i]
+        if c == "\\" and i + 1 < n:
+            if not in_class and regex[i + 1] in "AzbB":
+                i += 2
+                continue
+            out.append(regex[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            # A "]" first in a class (after an optional "^") is a literal.
+            if i < n and regex[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and regex[i] == "]":
+                out.append("]")
+                i += 1
+            continue
+        elif c in "^$":
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _first_bad_pattern(patterns: Sequence[bytes], flags: int) -> int | None:
