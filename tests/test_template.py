@@ -264,3 +264,21 @@ def test_manifests_are_written_once(stack):
     (write_once,) = [s for s in statements if s.get("Sid") == "WriteOnce"]
     assert write_once["Effect"] == "Deny" and write_once["Action"] == "s3:PutObject"
     assert write_once["Condition"] == {"Null": {"s3:if-none-match": "true"}}
+
+
+def test_services_use_the_keys_for_this_account_only(stack):
+    """A key policy statement for a service principal is bound to this account's resources
+    (aws:SourceAccount, or the log groups' encryption context), so that another account's
+    alarm, topic or log group cannot have the service use the key for it."""
+    checked = 0
+    for key in stack.of_type("AWS::KMS::Key"):
+        for statement in stack.properties(key)["KeyPolicy"]["Statement"]:
+            if "Service" not in statement["Principal"]:
+                continue
+            checked += 1
+            condition = json.dumps(statement.get("Condition", {}))
+            assert "aws:SourceAccount" in condition or (
+                "kms:EncryptionContext:aws:logs:arn" in condition
+                and "AWS::AccountId" in condition
+            ), statement["Sid"]
+    assert checked >= 2
