@@ -278,7 +278,6 @@ def test_services_use_the_keys_for_this_account_only(stack):
             checked += 1
             condition = json.dumps(statement.get("Condition", {}))
             assert "aws:SourceAccount" in condition or (
-                "kms:EncryptionContext:aws:logs:arn" in condition
-                and "AWS::AccountId" in condition
+                "kms:EncryptionContext:aws:logs:arn" in condition and "AWS::AccountId" in condition
             ), statement["Sid"]
     assert checked >= 2
