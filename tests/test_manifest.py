@@ -455,3 +455,20 @@ def test_the_report_keeps_delist_and_review_apart_and_says_penalties_in_words():
     # 20 rules: 15 shown, the rest behind a <details>
     assert "<details><summary>and 5 more</summary>" in html
     assert "store blocked (applied)" in html and "account closed (proposed)" in html
+
+
+def test_the_quarantined_counts_are_checked_against_its_table(policy, tmp_path, signer):
+    from catalogue_purge.detect.sweep import DUPLICATE_ID, quarantine_rows
+    from catalogue_purge.record.audit import _verify_counts
+
+    tables, run = make_tables(policy, tmp_path)
+    aside = pa.table({"listing_id": ["L-7", "L-7"], "seller_id": ["S-1", "S-2"]})
+    tables["quarantined"] = quarantine_rows(aside, DUPLICATE_ID)
+    run["quarantined"] = {"by_reason": {DUPLICATE_ID: 2}, "duplicate_ids": ["L-7"]}
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+    assert problems([folder]) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["quarantined"] == {DUPLICATE_ID: 2}
+    manifest["quarantined"]["by_reason"] = {DUPLICATE_ID: 1}  # the record says fewer
+    (found,) = _verify_counts(folder, manifest)
+    assert "rows set aside counted" in found and "holds {'duplicate listing_id': 2}" in found

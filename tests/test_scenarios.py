@@ -239,3 +239,19 @@ def test_rows_without_an_id_or_sharing_one_are_set_aside_and_counted(tmp_path):
         "by_reason": {"duplicate listing_id": 2, "no listing_id": 1},
         "duplicate_ids": ["L-TWICE"],
     }
+    # Each row set aside is in the manifest, with what the policy found in it, and counted.
+    assert manifest["counts"]["quarantined"] == {"duplicate listing_id": 2, "no listing_id": 1}
+    (folder,) = (tmp_path / "run" / "manifests").iterdir()
+    (part,) = [
+        p["key"]
+        for p in manifest["parts"]
+        if p["table"] == "quarantined" and p["format"] == "parquet"
+    ]
+    aside = pq.read_table(folder / part).to_pylist()
+    assert [(r["reason"], r["listing_id"], r["seller_id"], r["decision"]) for r in aside] == [
+        ("duplicate listing_id", "L-TWICE", "S-1", "delist"),
+        ("duplicate listing_id", "L-TWICE", "S-2", "delist"),
+        ("no listing_id", None, "S-1", None),
+    ]
+    assert all(r["title"] == miner[0] for r in aside)
+    assert "rows set aside" in (folder / "report.html").read_text()

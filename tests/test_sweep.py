@@ -162,6 +162,7 @@ def test_write_findings_is_complete_and_atomic(policy, snapshot_file, tmp_path):
     assert pq.read_table(target).num_rows == result.findings.num_rows
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "findings.parquet",
+        "quarantined.parquet",
         "sweep.json",
     ]
 

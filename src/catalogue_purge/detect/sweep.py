@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from catalogue_purge.detect.matcher import Matcher
@@ -82,6 +83,22 @@ CANDIDATE_SCHEMA = pa.schema(
         ("prohibited_category", pa.string()),
     ]
 )
+# The rows nothing can act on, one per snapshot row set aside: the manifest's quarantined table.
+# A row without an id was never decided (decision null); a duplicate id's rows carry what the
+# policy found in each.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("reason", pa.string()),
+        ("listing_id", pa.string()),
+        ("seller_id", pa.string()),
+        ("country_of_sale", pa.string()),
+        ("category_path", pa.string()),
+        ("title", pa.string()),
+        ("decision", pa.string()),
+        ("rule_ids", pa.list_(pa.string())),
+    ]
+)
+QUARANTINE_FILE = "quarantined.parquet"
 EXEMPTION_SCHEMA = pa.schema(
     [
         ("exemption_id", pa.string()),
@@ -146,6 +163,7 @@ class SweepResult:
     # Rows the policy may catch that nothing can act on, set aside and counted by reason.
     quarantined: dict[str, int] = field(default_factory=dict)
     duplicate_ids: list[str] = field(default_factory=list)  # ids of several snapshot rows
+    quarantine: pa.Table = field(default_factory=QUARANTINE_SCHEMA.empty_table)  # those rows
 
     @cached_property
     def summary(self) -> dict:
@@ -242,23 +260,45 @@ def _listings_relation(
     return rel.select(*projection)
 
 
-def set_aside_duplicates(findings: pa.Table) -> tuple[pa.Table, list[str], int]:
+def set_aside_duplicates(findings: pa.Table) -> tuple[pa.Table, list[str], pa.Table]:
     """Findings whose listing_id stands on several snapshot rows: which row is the listing
-    is unknowable, so none is acted on. (findings kept, the duplicate ids, rows set aside)."""
+    is unknowable, so none is acted on. (findings kept, the duplicate ids, the rows set aside
+    as quarantined rows)."""
+    none = QUARANTINE_SCHEMA.empty_table()
     if findings.num_rows == 0:
-        return findings, [], 0
+        return findings, [], none
     counted = findings.group_by("listing_id").aggregate([("listing_id", "count")])
     twice = counted.filter(pc.greater(counted.column("listing_id_count"), 1))
     if twice.num_rows == 0:
-        return findings, [], 0
+        return findings, [], none
     ids = twice.column("listing_id")
     duplicated = pc.is_in(findings.column("listing_id"), value_set=ids)
     kept = findings.filter(pc.invert(duplicated))
-    return kept, sorted(ids.to_pylist()), findings.num_rows - kept.num_rows
+    aside = quarantine_rows(findings.filter(duplicated), DUPLICATE_ID)
+    return kept, sorted(ids.to_pylist()), aside
 
 
 def quarantine_counts(no_id: int, duplicate_rows: int) -> dict[str, int]:
     return {k: v for k, v in {NO_ID: no_id, DUPLICATE_ID: duplicate_rows}.items() if v}
+
+
+def quarantine_rows(rows: pa.Table | pa.RecordBatch, reason: str) -> pa.Table:
+    """Rows set aside for `reason`, in the quarantined table's shape (candidates have no
+    decision yet; findings do)."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])
+    n = table.num_rows
+    columns = {
+        name: table.column(name) if name in table.column_names else pa.nulls(n, kind)
+        for name, kind in zip(QUARANTINE_SCHEMA.names, QUARANTINE_SCHEMA.types, strict=True)
+    }
+    columns["reason"] = pa.array([reason] * n, pa.string())
+    return pa.table(columns, schema=QUARANTINE_SCHEMA)
+
+
+def merge_quarantine(*parts: pa.Table) -> pa.Table:
+    """The quarantined rows in a stable order: by reason, id, seller and title."""
+    table = pa.concat_tables([QUARANTINE_SCHEMA.empty_table(), *parts])
+    return table.sort_by([(k, "ascending") for k in ("reason", "listing_id", "seller_id", "title")])
 
 
 def _match_candidates(matcher: Matcher, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
@@ -391,6 +431,7 @@ def sweep(
                 pending.clear()
 
         screened, no_id = 0, 0
+        without_id: list[pa.Table] = []
         for index, part in enumerate(snapshot.files):
             try:
                 for candidates in iter_candidate_batches(scanning, snapshot, policy, index, since):
@@ -399,6 +440,11 @@ def sweep(
                     if batch.column("listing_id").null_count:
                         # nothing can act on a row without an id: set aside, counted
                         no_id += batch.column("listing_id").null_count
+                        without_id.append(
+                            quarantine_rows(
+                                batch.filter(batch.column("listing_id").is_null()), NO_ID
+                            )
+                        )
                         batch = batch.filter(batch.column("listing_id").is_valid())
                     pending.append(_match_candidates(matcher, batch))
                     if sum(rows.num_rows for rows, _ in pending) >= CLASSIFY_BATCH:
@@ -415,7 +461,9 @@ def sweep(
         setting = scanning.execute("SELECT current_setting('threads')").fetchone()
         used = int(setting[0]) if setting else None
     findings = pa.concat_tables(parts) if parts else FINDINGS_SCHEMA.empty_table()
-    findings, duplicates, set_aside = set_aside_duplicates(findings) if whole else (findings, [], 0)
+    findings, duplicates, aside = (
+        set_aside_duplicates(findings) if whole else (findings, [], QUARANTINE_SCHEMA.empty_table())
+    )
     return replace(
         result(
             findings.sort_by("listing_id"),
@@ -424,8 +472,9 @@ def sweep(
             screened=screened,
             used=used,
         ),
-        quarantined=quarantine_counts(no_id, set_aside),
+        quarantined=quarantine_counts(no_id, aside.num_rows),
         duplicate_ids=duplicates,
+        quarantine=merge_quarantine(*without_id, aside),
     )
 
 
@@ -451,6 +500,7 @@ def publish_sweep(result: SweepResult, location: str) -> None:
     data = parquet_bytes(result.findings)
     base = location.rstrip("/")
     write_bytes(f"{base}/{FINDINGS_FILE}", data)
+    write_bytes(f"{base}/{QUARANTINE_FILE}", parquet_bytes(result.quarantine))
     record = result.record(hashlib.sha256(data).hexdigest())
     text = json.dumps(record, indent=2, ensure_ascii=False, default=str)
     write_bytes(f"{base}/{SWEEP_FILE}", text.encode())
@@ -467,6 +517,15 @@ def read_sweep(location: str) -> tuple[pa.Table, dict]:
 
 def read_sweep_record(location: str) -> dict:
     return dict(json.loads(read_bytes(f"{location.rstrip('/')}/{SWEEP_FILE}")))
+
+
+def read_quarantine(location: str) -> pa.Table:
+    """The rows a sweep set aside (none for a sweep recorded before they were kept)."""
+    fs, path = locate(location)
+    file = f"{path}/{QUARANTINE_FILE}"
+    if fs.get_file_info(file).type != pafs.FileType.File:
+        return QUARANTINE_SCHEMA.empty_table()
+    return ds.dataset(file, schema=QUARANTINE_SCHEMA, format="parquet", filesystem=fs).to_table()
 
 
 def findings_dataset(location: str) -> ds.Dataset:

@@ -13,8 +13,10 @@ A run's working records live in the data bucket:
 
     sweeps/<run>/run.json          what the run is: policy, as_of, snapshot fingerprint
     sweeps/<run>/shards.json       Map(sweep)'s items
-    sweeps/<run>/shards/NNNNN.*    each shard's findings (.parquet) and counts (.json)
-    sweeps/<run>/findings.parquet  the merged findings, then sweep.json (the sweep's record)
+    sweeps/<run>/shards/NNNNN.*    each shard's findings (.parquet), rows set aside
+                                   (.quarantined.parquet) and counts (.json)
+    sweeps/<run>/findings.parquet  the merged findings, quarantined.parquet (the rows set
+                                   aside), then sweep.json (the sweep's record)
     sweeps/<run>/batches.json      Map(delist)'s items
     runs/<run>/...                 the plan and the outcomes (enforce/runstore.py)
 """
@@ -33,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from catalogue_purge.detect.history import (
     hold_reinstated,
@@ -48,10 +51,13 @@ from catalogue_purge.detect.snapshot import Snapshot, open_snapshot
 from catalogue_purge.detect.sweep import (
     FINDINGS_SCHEMA,
     NO_ID,
+    QUARANTINE_FILE,
+    QUARANTINE_SCHEMA,
     SWEEP_FILE,
     SweepResult,
     findings_dataset,
     live_recheck,
+    merge_quarantine,
     publish_sweep,
     quarantine_counts,
     read_sweep,
@@ -308,6 +314,7 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
     )
     base = f"{event.sweep_uri}/shards/{shard.index:05d}"
     write_bytes(f"{base}.parquet", parquet_bytes(result.findings))
+    write_bytes(f"{base}.{QUARANTINE_FILE}", parquet_bytes(result.quarantine))
     swept = ShardSwept(
         run_id=event.run_id,
         index=shard.index,
@@ -319,6 +326,16 @@ def sweep_shard(event: SweepShard, policies_dir: Path) -> ShardSwept:
     )
     _write_json(f"{base}.json", swept.model_dump())  # last: the shard is done once it exists
     return swept
+
+
+def _merged_quarantine(sweep_uri: str, done: list[ShardSwept]) -> pa.Table:
+    """The rows the shards set aside (a shard swept before they were kept has none)."""
+    parts = []
+    for shard in done:
+        uri = f"{sweep_uri}/shards/{shard.index:05d}.{QUARANTINE_FILE}"
+        if exists(uri):
+            parts.append(pq.read_table(pa.BufferReader(read_bytes(uri)), schema=QUARANTINE_SCHEMA))
+    return merge_quarantine(*parts)
 
 
 def _merged_findings(sweep_uri: str, run: dict) -> tuple[pa.Table, list[ShardSwept]]:
@@ -349,7 +366,7 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
         rows = record["summary"]["rows_scanned"]
     else:
         findings, shards = _merged_findings(event.sweep_uri, run)
-        findings, duplicates, set_aside = set_aside_duplicates(findings)
+        findings, duplicates, aside = set_aside_duplicates(findings)
         no_id = sum(s.quarantined.get(NO_ID, 0) for s in shards)
         root = _data_root(event.sweep_uri)
         reinstated = read_reinstated(root, policy.id)
@@ -371,8 +388,9 @@ def close_sweep(event: CloseSweep, policies_dir: Path) -> SweepClosed:
                 candidates=sum(s.candidates for s in shards),
                 seconds=sum(s.seconds for s in shards),
                 scope=run["scope"],
-                quarantined=quarantine_counts(no_id, set_aside),
+                quarantined=quarantine_counts(no_id, aside.num_rows),
                 duplicate_ids=duplicates,
+                quarantine=merge_quarantine(_merged_quarantine(event.sweep_uri, shards), aside),
             ),
             event.sweep_uri,
         )

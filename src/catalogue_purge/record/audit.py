@@ -210,6 +210,7 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
         "penalties": ["status", "step_after"],
         "reinstated": ["outcome"],
         "exempted": ["listing_id"],
+        "quarantined": ["reason"],
     }
     rows: dict[str, list[dict]] = {table: [] for table in columns}
     for part in manifest.get("parts", []):
@@ -238,6 +239,14 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
             problems.append(
                 f"{folder.name}: {counts['exempted']} exempted listings counted, the table "
                 f"holds {exempted}"
+            )
+    if "quarantined" in counts:
+        reasons = dict(sorted(Counter(r["reason"] for r in rows["quarantined"]).items()))
+        recorded = manifest.get("quarantined", {}).get("by_reason", {})
+        if reasons != counts["quarantined"] or reasons != dict(sorted(recorded.items())):
+            problems.append(
+                f"{folder.name}: rows set aside counted {counts['quarantined']} and recorded "
+                f"{recorded} by reason, the quarantined table holds {reasons}"
             )
     if "by_penalty" in counts:
         penalties = dict(

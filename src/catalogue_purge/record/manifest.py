@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 
 from catalogue_purge import aws
 from catalogue_purge.detect.policy import Policy, category_rule_id, load_recorded
-from catalogue_purge.detect.sweep import findings_dataset, read_sweep_record
+from catalogue_purge.detect.sweep import findings_dataset, read_quarantine, read_sweep_record
 from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
 from catalogue_purge.enforce.penalties import PENALTY_SCHEMA
 from catalogue_purge.enforce.runstore import RunStore
@@ -393,6 +393,8 @@ def finalize_run(
     penalties_record = penalties.read_marker()
     if penalties_record is not None:
         tables["penalties"] = penalties.read_outcomes().sort_by("seller_id")
+    # Every row the sweep set aside (no id, an id on several rows), never acted on.
+    tables["quarantined"] = read_quarantine(sweep_uri)
     ended = outcomes.to_table(columns=["at"]).column("at")
     run = {
         "run_id": run_id,

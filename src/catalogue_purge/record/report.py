@@ -38,6 +38,7 @@ class RunSummary:
     rows: Counter[str] = field(default_factory=Counter)
     penalties: Counter[str] = field(default_factory=Counter)  # "<status>:<step after>"
     exempted: set[str] = field(default_factory=set)  # listings an exemption kept
+    quarantined: Counter[str] = field(default_factory=Counter)  # rows set aside, by reason
     evasions: int = 0  # delisted evasions (a review item is not judged an evasion yet)
     # For the report's bars, delist and review apart: {"delist"|"review": Counter}.
     by_rule: dict[str, Counter[str]] = field(default_factory=dict)
@@ -52,6 +53,9 @@ class RunSummary:
             return
         if table_name == "exempted":
             self.exempted.update(part.column("listing_id").to_pylist())
+            return
+        if table_name == "quarantined":
+            self.quarantined.update(part.column("reason").to_pylist())
             return
         if table_name == "reinstated":
             for row in part.select(["outcome"]).to_pylist():
@@ -96,6 +100,8 @@ class RunSummary:
             counts["reinstated"] = self.rows["reinstated"]
         if "exempted" in self.rows:
             counts["exempted"] = len(self.exempted)
+        if "quarantined" in self.rows:
+            counts["quarantined"] = dict(sorted(self.quarantined.items()))
         return counts
 
 
@@ -180,6 +186,8 @@ def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
         ("evasions", summary.evasions),
         ("sellers delisted", len(summary.sellers)),
     ]
+    if summary.rows["quarantined"]:
+        cards.append(("rows set aside", summary.rows["quarantined"]))
     if "penalties" in summary.rows:
         cards.append(("penalties", summary.rows["penalties"]))
     if "reinstated" in summary.rows:
