@@ -170,6 +170,20 @@ def test_a_folder_re_signed_by_a_stranger_fails_and_only_the_true_one_passes(
     assert "run-3: public-key.pem is not the pinned key" in said
     assert "run-3: digest.sig does not verify digest.json" in said
     assert main(["audit", "verify", str(true_copy), "--key", str(trusted)]) == 0
+    capsys.readouterr()
+    # Pinned by the published fingerprint: the stranger's key is not the one it names.
+    from catalogue_purge.record.audit import key_fingerprint
+
+    published = key_fingerprint(signer.public_key_pem())
+    assert main(["audit", "verify", str(true_copy), "--key-sha256", f"SHA256:{published}"]) == 0
+    assert main(["audit", "verify", str(target), "--key-sha256", published]) == 8
+    assert f"no run folder holds the key with SHA-256 {published}" in capsys.readouterr().out
+    # A PEM wrapped otherwise (CRLF line ends) is the same key.
+    crlf = tmp_path / "crlf.pem"
+    crlf.write_bytes(signer.public_key_pem().replace(b"\n", b"\r\n"))
+    assert main(["audit", "verify", str(true_copy), "--key", str(crlf)]) == 0
+    with pytest.raises(SystemExit):  # one way of pinning at a time
+        main(["audit", "verify", str(true_copy), "--key", str(crlf), "--key-sha256", published])
 
 
 def test_the_chains_head_catches_a_removed_newest_run(chain, tmp_path, signer, capsys):

@@ -190,6 +190,30 @@ def test_a_season_rehearsed_in_one_sandbox(tmp_path, sandbox):
         env=sandbox,
     )
     assert f"verified {resweep_id}" in checked.stdout
+    # The key and fingerprint to publish; an auditor without access pins the fingerprint.
+    key = cli(
+        "audit",
+        "key",
+        "--stack",
+        "local",
+        "--out",
+        str(tmp_path / "k.pem"),
+        cwd=tmp_path,
+        env=sandbox,
+    )
+    fingerprint = key.stdout.split("sha256 ", 1)[1].split()[0]
+    assert key.stdout.startswith("-----BEGIN PUBLIC KEY-----") and len(fingerprint) == 64
+    assert (tmp_path / "k.pem").read_text().strip() in key.stdout
+    pinned = cli(
+        "audit",
+        "verify",
+        str(tmp_path / "audit" / resweep_id),
+        "--key-sha256",
+        fingerprint,
+        cwd=tmp_path,
+        env=sandbox,
+    )
+    assert f"key sha256 {fingerprint[:16]}" in pinned.stdout
 
     assert "local sandbox up" in cli("local", "status", cwd=tmp_path, env=sandbox).stdout
     assert "stopped" in cli("local", "down", cwd=tmp_path, env=sandbox).stdout

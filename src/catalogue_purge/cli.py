@@ -302,22 +302,39 @@ def cmd_delist(args: argparse.Namespace) -> int:
 
 UNPINNED = (
     "NOT verified: the signing key is not pinned; a folder's own public-key.pem proves nothing "
-    "(whoever edits the folder can sign with a key of their own). Pass --key PEM (the key your "
-    "organisation published) or --stack NAME (its signing key, read from KMS)"
+    "(whoever edits the folder can sign with a key of their own). Pass --key PEM or "
+    "--key-sha256 HEX (the key or fingerprint your organisation published: `audit key`), or "
+    "--stack NAME (its signing key, read from KMS)"
 )
 
 
-def pinned_key(args: argparse.Namespace) -> bytes | None:
-    """The public key (PEM) verification trusts: --key, or the --stack's signing key in KMS."""
+def pinned_key(args: argparse.Namespace, folders: Sequence[Path] = ()) -> bytes | None:
+    """The public key (PEM) verification trusts: --key; the folders' own key if it is the one
+    --key-sha256 names; or the --stack's signing key in KMS."""
+    from catalogue_purge.record.audit import key_fingerprint
+
     if args.key:
         return bytes(args.key.read_bytes())
+    if args.key_sha256:
+        wanted = args.key_sha256.lower().removeprefix("sha256:")
+        for folder in folders:
+            pem = folder / "public-key.pem"
+            if pem.is_file() and key_fingerprint(pem.read_bytes()) == wanted:
+                return pem.read_bytes()
+        out.print(f"[red]no run folder holds the key with SHA-256 {wanted}[/red]")
+        return None
     if getattr(args, "stack", None):
-        from catalogue_purge import aws
-        from catalogue_purge.record.manifest import KmsSigner
-
-        key_id = stack_named(args.stack).physical["SigningKey"]
-        return KmsSigner(aws.client("kms"), key_id).public_key_pem()
+        return stack_signing_key(args.stack)
     return None
+
+
+def stack_signing_key(name: str) -> bytes:
+    """The public key (PEM) of a stack's signing key, from KMS's GetPublicKey."""
+    from catalogue_purge import aws
+    from catalogue_purge.record.manifest import KmsSigner
+
+    key_id = stack_named(name).physical["SigningKey"]
+    return KmsSigner(aws.client("kms"), key_id).public_key_pem()
 
 
 def chain_head(args: argparse.Namespace, results: Sequence[Any], whole: bool) -> list[str]:
@@ -359,7 +376,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     )
     if not folders:
         raise PurgeError(f"{target} holds no run folder (a folder with digest.json)")
-    pinned = pinned_key(args)
+    pinned = pinned_key(args, folders)
     # A folder of runs is a policy's whole chain; a single run is checked on its own.
     whole = len(folders) > 1 or folders[0] != target
     results = verify_runs(folders, pinned, from_first=whole)
@@ -695,6 +712,21 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_audit_key(args: argparse.Namespace) -> int:
+    from catalogue_purge.record.audit import key_fingerprint
+
+    pem = stack_signing_key(args.stack)
+    fingerprint = key_fingerprint(pem)
+    if args.out:
+        args.out.write_bytes(pem)
+    if args.json:
+        emit_json({"stack": args.stack, "key_sha256": fingerprint, "pem": pem.decode()})
+        return 0
+    print(pem.decode().strip())
+    print(f"sha256 {fingerprint}")
+    return 0
+
+
 def cmd_audit_download(args: argparse.Namespace) -> int:
     from catalogue_purge.record.audit import download_run, list_runs, verify_runs
 
@@ -703,7 +735,7 @@ def cmd_audit_download(args: argparse.Namespace) -> int:
     if not matches:
         raise PurgeError(f"no complete run {args.run_id} under {args.root}")
     folder = download_run(matches[0]["location"], args.to)
-    pinned = pinned_key(args)
+    pinned = pinned_key(args, [folder])
     result = verify_runs([folder], pinned, from_first=False)[0]
     for problem in result.problems:
         out.print(f"  - {problem}")
@@ -870,7 +902,7 @@ def _add_audit_commands(sub: Any) -> None:
     asub = p.add_subparsers(dest="audit_command", required=True)
     a = asub.add_parser("verify", help="verify downloaded run folders offline")
     a.add_argument("folder", help="a run folder, or a folder of a policy's run folders (chain)")
-    a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
+    _add_key_options(a)
     a.add_argument(
         "--stack", help="or trust the signing key of this stack, read from KMS (`local`)"
     )
@@ -892,8 +924,27 @@ def _add_audit_commands(sub: Any) -> None:
     a.add_argument("--root", help="the manifests root: s3://bucket or a folder")
     a.add_argument("--stack", help="or the manifests bucket of a stack (`local`: the sandbox)")
     a.add_argument("--to", required=True, type=Path)
-    a.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
+    _add_key_options(a)
     a.set_defaults(func=cmd_audit_download)
+    a = asub.add_parser(
+        "key", help="the stack's signing key (PEM) and its SHA-256 fingerprint, to publish"
+    )
+    a.add_argument(
+        "--stack", required=True, help="the deployed stack, or `local` (the local sandbox)"
+    )
+    a.add_argument("--out", type=Path, help="also write the PEM to this file")
+    a.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
+    a.set_defaults(func=cmd_audit_key)
+
+
+def _add_key_options(parser: argparse.ArgumentParser) -> None:
+    pin = parser.add_mutually_exclusive_group()
+    pin.add_argument("--key", type=Path, help="the public key (PEM) the auditor trusts")
+    pin.add_argument(
+        "--key-sha256",
+        metavar="HEX",
+        help="or the SHA-256 fingerprint of that key (DER), as `audit key` prints it",
+    )
 
 
 def _add_local_commands(sub: Any) -> None:

@@ -58,6 +58,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def key_fingerprint(pem: bytes) -> str | None:
+    """SHA-256 of a public key's DER SubjectPublicKeyInfo, the fingerprint an organisation
+    publishes (`openssl pkey -pubin -outform DER | sha256sum`): the same however the PEM is
+    wrapped. None if the bytes are not a public key."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        return None
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return _sha256(der)
+
+
 def read_document(data: bytes, name: str) -> dict:
     """A JSON object of a run folder, or a PurgeError naming the file and what is wrong."""
     try:
@@ -120,7 +134,7 @@ def verify_run(folder: Path, pinned_key: bytes | None = None) -> Verification:
         )
 
     key_pem = pinned_key or (folder / "public-key.pem").read_bytes()
-    result.key_fingerprint = _sha256(key_pem)
+    result.key_fingerprint = key_fingerprint(key_pem)
     problems.extend(_verify_signature(folder, digest_bytes, key_pem, pinned_key))
 
     manifest_bytes = (folder / "manifest.json").read_bytes()
@@ -156,10 +170,9 @@ def _verify_signature(
     folder: Path, digest_bytes: bytes, key_pem: bytes, pinned_key: bytes | None
 ) -> list[str]:
     problems = []
-    if (
-        pinned_key is not None
-        and (folder / "public-key.pem").read_bytes().strip() != pinned_key.strip()
-    ):
+    if pinned_key is not None and key_fingerprint(
+        (folder / "public-key.pem").read_bytes()
+    ) != key_fingerprint(pinned_key):
         problems.append(f"{folder.name}: public-key.pem is not the pinned key")
     try:
         key = serialization.load_pem_public_key(key_pem)
