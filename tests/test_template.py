@@ -268,7 +268,7 @@ def test_manifests_are_written_once(stack):
 
 def test_services_use_the_keys_for_this_account_only(stack):
     """A key policy statement for a service principal is bound to this account's resources
-    (aws:SourceAccount, or the log groups' encryption context), so that another account's
+    (aws:SourceAccount and aws:SourceArn, or the log groups' encryption context), so that another account's
     alarm, topic or log group cannot have the service use the key for it."""
     checked = 0
     for key in stack.of_type("AWS::KMS::Key"):
@@ -277,7 +277,9 @@ def test_services_use_the_keys_for_this_account_only(stack):
                 continue
             checked += 1
             condition = json.dumps(statement.get("Condition", {}))
-            assert "aws:SourceAccount" in condition or (
+            bound_to_source = "aws:SourceAccount" in condition and "aws:SourceArn" in condition
+            bound_to_log_groups = (
                 "kms:EncryptionContext:aws:logs:arn" in condition and "AWS::AccountId" in condition
-            ), statement["Sid"]
-    assert checked >= 2
+            )
+            assert bound_to_source or bound_to_log_groups, statement["Sid"]
+    assert checked >= 3
