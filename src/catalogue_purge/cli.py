@@ -68,6 +68,17 @@ def positive(value: str) -> int:
     return number
 
 
+def non_negative(value: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 0")
+    return number
+
+
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
     mapping = {}
     for pair in pairs:
@@ -763,6 +774,75 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_evaluate(args: argparse.Namespace) -> int:
+    from catalogue_purge.detect.evaluation import (
+        FIGURES,
+        TARGETS_UNMET,
+        evaluate,
+        load_labelled,
+        parse_targets,
+        render_html,
+    )
+
+    targets = parse_targets(args.target or [])
+    policy = load_policy(args.policy)
+    evaluations = [evaluate(policy, load_labelled(path), str(path)) for path in args.labels]
+    unmet = {ev.labels_file: ev.unmet(targets) for ev in evaluations}
+    code = TARGETS_UNMET if any(unmet.values()) else 0
+    if args.html:
+        args.html.write_text(render_html(evaluations, targets), encoding="utf-8")
+    if args.json:
+        emit_json(
+            {
+                "targets": targets,
+                "met": code == 0,
+                "evaluations": [
+                    ev.as_json() | {"unmet": unmet[ev.labels_file]} for ev in evaluations
+                ],
+            }
+        )
+        return code
+    for ev in evaluations:
+        print(
+            f"{ev.labels_file}: {ev.rows:,} labelled listings, policy {ev.policy_id} "
+            f"sha256 {ev.policy_sha256[:16]}"
+        )
+        for name in FIGURES:
+            value = ev.figures[name]
+            target = targets.get(name)
+            aim = (
+                ""
+                if target is None
+                else f"  (target {'>=' if FIGURES[name] == 'min' else '<='} {target})"
+            )
+            print(f"  {name:<18} {'n/a' if value is None else f'{value:.3f}'}{aim}")
+        print("  label x decision   " + "  ".join(f"{d:>7}" for d in ("delist", "review", "none")))
+        for label, row in ev.matrix.items():
+            print(
+                f"  {label:<18} " + "  ".join(f"{row[d]:>7,}" for d in ("delist", "review", "none"))
+            )
+        print("  rules (hits on prohibited/review/allowed, precision, alone delist/review):")
+        for rule in ev.rules:
+            p = "n/a" if rule.precision is None else f"{rule.precision:.2f}"
+            hits = "/".join(
+                f"{rule.hits[label]:>4}" for label in ("prohibited", "review", "allowed")
+            )
+            alone = f"{rule.alone['delist']:>4}/{rule.alone['review']:>4}"
+            print(f"    {rule.rule_id:<28} {hits}  {p:>4}  {alone}")
+        print(f"  wrong decisions: {len(ev.wrong):,}")
+        for w in ev.wrong[: args.show]:
+            evidence = "; ".join(f"{e['rule_id']}: {e['term']}" for e in w["evidence"]) or "-"
+            said = f"{w['label']} -> {w['decision']}: {w['title'][:70]!r}"
+            print(f"    {w['listing_id']} {said} [{evidence}]")
+        if len(ev.wrong) > args.show:
+            print(f"    ... and {len(ev.wrong) - args.show:,} more (--show N, --html, --json)")
+        for miss in unmet[ev.labels_file]:
+            print(f"  TARGET NOT MET: {miss}")
+    if args.html:
+        print(f"report: {args.html}")
+    return code
+
+
 def cmd_policy_parameters(args: argparse.Namespace) -> int:
     from catalogue_purge.job.stack import schedule_parameters
 
@@ -1026,6 +1106,31 @@ def _add_tools(sub: Any) -> None:
     )
     c.add_argument("policy", type=Path)
     c.set_defaults(func=cmd_policy_parameters)
+    c = psub.add_parser(
+        "evaluate",
+        help="a policy's decisions against labelled listings: figures, confusion matrix, rules",
+    )
+    c.add_argument("--policy", required=True, type=Path)
+    c.add_argument(
+        "--labels",
+        required=True,
+        type=Path,
+        action="append",
+        help="a labelled JSON Lines file (label: prohibited, review or allowed); repeatable",
+    )
+    c.add_argument("--html", type=Path, help="also write the figures as one HTML page")
+    c.add_argument(
+        "--target",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a figure's floor (or ceiling, for allowed_touched and review_delisted); "
+        "`default` for the shipped targets. Exit 9 when one is not met; repeatable",
+    )
+    c.add_argument(
+        "--show", type=non_negative, default=20, help="wrong decisions printed per file (20)"
+    )
+    c.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
+    c.set_defaults(func=cmd_policy_evaluate)
 
     p = sub.add_parser("generate", help="write a seeded synthetic catalogue snapshot")
     p.add_argument("--out", required=True, type=Path)
