@@ -69,7 +69,14 @@ def test_decisions_evasion_and_evidence(policy, snapshot_file):
         "field": "title",
         "text": "a n t miner",
         "exemption_id": None,
+        "weight": 10.0,  # a delist rule weighs the delist threshold
+        "shadow": False,
     } in found["L-2"]["evidence"]
+    # Each rule counts once: the score is the sum of the weights of the rules that fired.
+    weights = {e["rule_id"]: e["weight"] for e in found["L-2"]["evidence"]}
+    assert found["L-2"]["score"] == sum(weights.values()) >= 10
+    assert found["L-4"]["score"] == 0  # the category alone: the text does not agree
+    assert found["L-5"]["score"] == 5.0  # a review rule weighs the review threshold
     assert found["L-4"]["rule_ids"] == ["category:Computer & Office > Blockchain Miners"]
     assert found["L-5"]["evasion"] is True
     assert found["L-8"]["rule_ids"] == ["crypto-trading-services"]

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalogue_purge.detect.normalise import normalise, normalise_array, strip_accents
-from catalogue_purge.detect.policy import Field_, Policy, TextRule, compile_regex
+from catalogue_purge.detect.policy import Field_, Mode, Policy, TextRule, compile_regex
 from catalogue_purge.errors import PolicyError
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
@@ -103,7 +103,8 @@ RULE_SCOPE_SCHEMA = pa.schema(
     [
         ("country", pa.string()),
         ("rule_id", pa.string()),
-        ("action", pa.string()),
+        ("weight", pa.float64()),
+        ("shadow", pa.bool_()),
         ("requires_context", pa.bool_()),
     ]
 )
@@ -577,7 +578,8 @@ class Matcher:
             {
                 "country": country,
                 "rule_id": rule.id,
-                "action": rule.action.value,
+                "weight": rule.weight_in(self.policy.document.thresholds),
+                "shadow": rule.mode is Mode.SHADOW,
                 "requires_context": bool(rule.requires_any),
             }
             for country in countries

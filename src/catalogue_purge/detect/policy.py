@@ -35,6 +35,11 @@ class Action(StrEnum):
     REVIEW = "review"
 
 
+class Mode(StrEnum):
+    LIVE = "live"  # counts in the score
+    SHADOW = "shadow"  # matched and reported, never changes a decision
+
+
 class Field_(StrEnum):
     TITLE = "title"
     DESCRIPTION = "description"
@@ -129,10 +134,31 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
+class Thresholds(_Strict):
+    """A listing's score (the sum of the weights of the rules that fire for it) decides: at or
+    above `delist` it is delisted, at or above `review` a person decides, below it stays."""
+
+    delist: float = Field(default=10, gt=0)
+    review: float = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.review > self.delist:
+            raise ValueError(
+                f"the review threshold ({self.review}) is above the delist threshold "
+                f"({self.delist})"
+            )
+        return self
+
+
 class TextRule(_Strict):
     id: Annotated[str, Field(pattern=_ID)]
     description: NonEmptyStr
-    action: Action
+    # What a rule weighs: `weight` (negative for counter-evidence), or `action`, which weighs
+    # the threshold it names (delist: the delist threshold; review: the review threshold).
+    action: Action | None = None
+    weight: float | None = None
+    mode: Mode = Mode.LIVE
     clause: str | None = None
     enabled: bool = True
     fields: list[Field_] = Field(default_factory=lambda: [Field_.TITLE, Field_.DESCRIPTION])
@@ -165,6 +191,13 @@ class TextRule(_Strict):
 
     @model_validator(mode="after")
     def _something_to_match(self) -> TextRule:
+        if (self.action is None) == (self.weight is None):
+            raise ValueError(
+                f"rule {self.id!r}: give either action (delist or review) or weight "
+                "(negative for counter-evidence)"
+            )
+        if self.weight == 0:
+            raise ValueError(f"rule {self.id!r}: a weight of 0 never changes a decision")
         if not self.terms and not self.regexes:
             raise ValueError(f"rule {self.id!r} has neither terms nor regexes")
         if self.anchors and not self.regexes:
@@ -172,6 +205,12 @@ class TextRule(_Strict):
         if not self.fields:
             raise ValueError(f"rule {self.id!r} searches no field")
         return self
+
+    def weight_in(self, thresholds: Thresholds) -> float:
+        """What the rule adds to a listing's score when it fires."""
+        if self.weight is not None:
+            return self.weight
+        return thresholds.delist if self.action is Action.DELIST else thresholds.review
 
     def all_terms(self) -> list[str]:
         return [term for terms in self.terms.values() for term in terms]
@@ -203,6 +242,7 @@ class PolicyDocument(_Strict):
     milestones: Milestones
     scope: Scope = Field(default_factory=Scope)
     prohibited_categories: list[ProhibitedCategory] = Field(default_factory=list)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
     rules: list[TextRule] = Field(min_length=1)
     penalties: Penalties
     safety_limits: SafetyLimits = Field(default_factory=SafetyLimits)
@@ -221,6 +261,13 @@ class PolicyDocument(_Strict):
                         f"scope.overrides.{country} names unknown rule {rule_id!r}; "
                         f"rules are: {', '.join(sorted(seen))}"
                     )
+        if (
+            not any(r.weight_in(self.thresholds) > 0 and r.mode is Mode.LIVE for r in self.rules)
+            and not self.prohibited_categories
+        ):
+            raise ValueError(
+                "no live rule with a positive weight and no category: nothing to act on"
+            )
         steps = [s.id for s in self.penalties.ladder]
         if len(set(steps)) != len(steps):
             raise ValueError("duplicate step id in penalties.ladder")

@@ -66,12 +66,14 @@ EVIDENCE_SCHEMA = pa.schema(
     [
         ("listing_id", pa.string()),
         ("rule_id", pa.string()),
-        ("action", pa.string()),
+        ("weight", pa.float64()),
+        ("shadow", pa.bool_()),
         ("term", pa.string()),
         ("field", pa.string()),
         ("text", pa.string()),
     ]
 )
+THRESHOLDS_SCHEMA = pa.schema([("delist_at", pa.float64()), ("review_at", pa.float64())])
 CANDIDATE_SCHEMA = pa.schema(
     [
         ("listing_id", pa.string()),
@@ -130,6 +132,9 @@ FINDINGS_SCHEMA = pa.schema(
                         ("field", pa.string()),
                         ("text", pa.string()),
                         ("exemption_id", pa.string()),
+                        # what the rule adds to the score (a rule counts once per listing)
+                        ("weight", pa.float64()),
+                        ("shadow", pa.bool_()),  # a rule in shadow: reported, never counted
                     ]
                 )
             ),
@@ -140,6 +145,11 @@ FINDINGS_SCHEMA = pa.schema(
         ("relist", pa.bool_()),
         ("relist_of", pa.string()),
         ("relist_reason", pa.string()),
+        # The sum of the weights of the live rules that fired, exemptions aside; a prohibited
+        # category delists whatever it is, and the score says whether the text agrees.
+        ("score", pa.float64()),
+        # The decision the rules in shadow would have made, where it differs (else null).
+        ("shadow_decision", pa.string()),
     ]
 )
 
@@ -484,6 +494,14 @@ def classify(
     """The findings among screened listings (sql/fire_rules.sql, then
     sql/classify_findings.sql); `con` must hold the `exemptions` table."""
     con.register("evidence", fire_rules(con, matcher, candidates, hits))
+    thresholds = matcher.policy.document.thresholds
+    con.register(
+        "thresholds",
+        pa.table(
+            {"delist_at": [thresholds.delist], "review_at": [thresholds.review]},
+            schema=THRESHOLDS_SCHEMA,
+        ),
+    )
     return con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
 
 

@@ -1,0 +1,131 @@
+"""Evidence with weights, decisions by bands: a listing's score is the sum of the weights of the
+rules that fire for it; the policy's thresholds decide; counter-evidence weighs less than zero;
+rules in shadow are reported and never change a decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalogue_purge.cli import parse_as_of
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.detect.snapshot import open_snapshot
+from catalogue_purge.detect.sweep import sweep
+from catalogue_purge.errors import PolicyError
+
+from .conftest import listing, write_listings
+
+POLICY = """\
+id: scored
+version: 1
+title: t
+milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
+prohibited_categories: [{path: Computer & Office > Blockchain Miners}]
+thresholds: {delist: 10, review: 5}
+rules:
+  - {id: brand, description: a miner brand, weight: 10, terms: {en: [antminer]}}
+  - {id: hashrate, description: a hashrate, weight: 4, terms: {en: [terahash]}}
+  - {id: algorithm, description: an algorithm, weight: 3, terms: {en: [sha256]}}
+  - {id: novelty, description: not a working miner, weight: -8,
+     terms: {en: [non functional, desk model]}}
+  - {id: old-style, description: the action form still works, action: review,
+     terms: {en: [hashboard]}}
+  - {id: trial, description: a rule being tried, weight: 10, mode: shadow,
+     terms: {en: [hashbox]}}
+penalties: {ladder: [{id: warning, description: w}]}
+"""
+MINERS = "Computer & Office > Blockchain Miners"
+
+
+def write_policy(tmp_path: Path, text: str = POLICY) -> Path:
+    path = tmp_path / "scored.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def found(tmp_path) -> dict[str, dict]:
+    policy = load_policy(write_policy(tmp_path))
+    rows = [
+        listing("brand", "Antminer S19, used"),
+        listing("model", "Antminer desk model, non functional"),
+        listing("model-in-category", "Antminer desk model, non functional", MINERS),
+        listing("two-signals", "terahash sha256 box"),
+        listing("one-signal", "terahash box"),
+        listing("old-style", "hashboard for sale"),
+        listing("shadow-only", "hashbox 3000"),
+        listing("shadow-agrees", "Antminer hashbox"),
+        listing("shadow-raises", "terahash hashbox"),
+        listing("vase", "Blue vase"),
+    ]
+    snapshot = open_snapshot(str(write_listings(tmp_path / "s.parquet", rows)))
+    result = sweep(snapshot, policy, parse_as_of("2021-10-08", policy))
+    return {f["listing_id"]: f for f in result.findings.to_pylist()}
+
+
+def test_the_bands_decide_on_the_sum_of_the_weights(found):
+    assert (found["brand"]["decision"], found["brand"]["score"]) == ("delist", 10)
+    assert (found["two-signals"]["decision"], found["two-signals"]["score"]) == ("review", 7)
+    assert found["two-signals"]["rule_ids"] == ["algorithm", "hashrate"]
+    assert "one-signal" not in found  # 4, below the review threshold
+    assert (found["old-style"]["decision"], found["old-style"]["score"]) == ("review", 5)
+    assert "vase" not in found
+
+
+def test_counter_evidence_weighs_against_and_is_shown(found):
+    assert "model" not in found  # 10 - 8 = 2: a desk model stays listed
+    # In a suspended category it is delisted all the same; the score says the text disagrees.
+    model = found["model-in-category"]
+    assert (model["decision"], model["score"]) == ("delist", 2)
+    weights = {e["rule_id"]: e["weight"] for e in model["evidence"]}
+    assert weights["novelty"] == -8 and weights["brand"] == 10
+    # Counter-evidence is evidence, not a ground: the grounds are the category and the brand.
+    assert model["rule_ids"] == ["brand", "category:" + MINERS]
+    assert "non functional" not in model["matched_terms"]
+
+
+def test_rules_in_shadow_are_reported_and_never_decide(found):
+    only = found["shadow-only"]
+    assert (only["decision"], only["shadow_decision"], only["score"]) == ("shadow", "delist", 0)
+    assert only["rule_ids"] == [] and only["evasion"] is False
+    assert [(e["rule_id"], e["shadow"]) for e in only["evidence"]] == [("trial", True)]
+    agrees = found["shadow-agrees"]
+    assert (agrees["decision"], agrees["shadow_decision"]) == ("delist", None)
+    assert agrees["rule_ids"] == ["brand"]
+    raises = found["shadow-raises"]  # 4 live, 14 with the rule in shadow
+    assert (raises["decision"], raises["shadow_decision"]) == ("shadow", "delist")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        (
+            "weight: 10, terms: {en: [antminer]}",
+            "action: delist, weight: 10, terms: {en: [antminer]}",
+            "give either action",
+        ),
+        ("weight: 10, terms: {en: [antminer]}", "terms: {en: [antminer]}", "give either action"),
+        (
+            "weight: 10, terms: {en: [antminer]}",
+            "weight: 0, terms: {en: [antminer]}",
+            "a weight of 0 never changes",
+        ),
+        (
+            "thresholds: {delist: 10, review: 5}",
+            "thresholds: {delist: 4, review: 5}",
+            "review threshold (5.0) is above",
+        ),
+        (
+            "thresholds: {delist: 10, review: 5}",
+            "thresholds: {delist: 10, review: 0}",
+            "thresholds.review",
+        ),
+        ("mode: shadow", "mode: dark", "rules[5] (id trial).mode"),
+    ],
+)
+def test_a_bad_weight_threshold_or_mode_is_refused(tmp_path, old, new, said):
+    assert old in POLICY
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write_policy(tmp_path, POLICY.replace(old, new, 1)))
+    assert said in str(caught.value)
