@@ -129,3 +129,63 @@ def test_a_bad_weight_threshold_or_mode_is_refused(tmp_path, old, new, said):
     with pytest.raises(PolicyError) as caught:
         load_policy(write_policy(tmp_path, POLICY.replace(old, new, 1)))
     assert said in str(caught.value)
+
+
+def explain(tmp_path, capsys, *args: str) -> str:
+    from catalogue_purge.cli import main
+
+    assert main(["explain", "--policy", str(write_policy(tmp_path)), *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_explain_shows_the_decision_the_score_and_each_weight(tmp_path, capsys):
+    said = explain(tmp_path, capsys, "--title", "terahash sha256 box")
+    assert said.startswith("decision: review  score 7 (delist at 10, review at 5)")
+    assert "+4 hashrate: 'terahash' in title" in said and "+3 algorithm: 'sha256'" in said
+    # Below every threshold: the evidence is still shown, so an author sees what is missing.
+    said = explain(
+        tmp_path, capsys, "--title", "Antminer desk model", "--description", "non functional"
+    )
+    assert said.startswith("decision: none  score 2")
+    assert "-8 novelty: 'non functional' in description" in said
+    said = explain(tmp_path, capsys, "--title", "Antminer desk model", "--category", MINERS)
+    assert "is suspended: delisted whatever the score (the text does not agree)" in said
+    said = explain(tmp_path, capsys, "--title", "Antminer S19", "--category", MINERS)
+    assert "(the text agrees)" in said
+    assert (
+        explain(tmp_path, capsys, "--title", "hashbox").count(
+            "rules in shadow would make it: delist"
+        )
+        == 1
+    )
+
+
+def test_explain_options(tmp_path, capsys):
+    import json
+
+    document = json.loads(explain(tmp_path, capsys, "--title", "Antminer S19", "--json"))
+    assert (document["decision"], document["score"]) == ("delist", 10)
+    assert document["evidence"][0] | {"text": "antminer"} == document["evidence"][0]
+    # A country outside the policy's scope: nothing applies.
+    scoped = POLICY.replace(
+        "prohibited_categories:", "scope: {countries: [DE]}\nprohibited_categories:"
+    )
+    (tmp_path / "scoped").mkdir()
+    path = write_policy(tmp_path / "scoped", scoped)
+    from catalogue_purge.cli import main
+
+    assert main(["explain", "--policy", str(path), "--title", "Antminer", "--country", "fr"]) == 0
+    assert "does not apply in FR" in capsys.readouterr().out
+    # Exemptions by listing and by seller, counted on --as-of.
+    path.with_name("scored.exemptions.yaml").write_text(
+        "policy: scored\nexemptions:\n"
+        "  - {id: EX-1, seller_id: S-9, rules: ['*'], reason: museum, granted_by: c-1,"
+        " granted_at: 2021-10-01, expires: 2021-10-31}\n",
+        encoding="utf-8",
+    )
+    base = ["explain", "--policy", str(path), "--title", "Antminer", "--country", "DE"]
+    assert main([*base, "--seller-id", "S-9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "exempted"
+    assert main([*base, "--seller-id", "S-9", "--as-of", "2021-11-02", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "delist"  # expired by then
+    assert main([*base, "--seller-id", "S-9", "--exemptions", str(tmp_path / "none.yaml")]) == 2

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -843,6 +844,71 @@ def cmd_policy_evaluate(args: argparse.Namespace) -> int:
     return code
 
 
+@dataclass(frozen=True)
+class _GivenListing:
+    """A listing given on the command line (explain)."""
+
+    listing_id: str
+    seller_id: str
+    category_path: str
+    title: str
+    description: str | None
+    country_of_sale: str
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from catalogue_purge.detect.matcher import Matcher
+    from catalogue_purge.detect.sweep import explain
+
+    policy = load_policy(args.policy, exemptions=args.exemptions)
+    as_of = parse_as_of(args.as_of, policy) if args.as_of else None
+    on = policy.local_day(as_of) if as_of else policy.document.milestones.delisting_from
+    listing = _GivenListing(
+        listing_id=args.listing_id,
+        seller_id=args.seller_id,
+        category_path=args.category or "",
+        title=args.title,
+        description=args.description,
+        country_of_sale=args.country.upper(),
+    )
+    explained = explain(policy, Matcher(policy), listing, on)
+    if as_of is not None and not policy.delisting_active(as_of):
+        explained["decision_at_as_of"] = "none (before the delisting date)"
+    if args.json:
+        emit_json(explained)
+        return 0
+    t = explained["thresholds"]
+    if not explained["in_scope"]:
+        print(f"decision: none (the policy does not apply in {listing.country_of_sale})")
+        return 0
+    print(
+        f"decision: {explained['decision']}  score {explained['score']:g} "
+        f"(delist at {t['delist']:g}, review at {t['review']:g})"
+    )
+    if explained.get("decision_at_as_of"):
+        print(f"  on {args.as_of}: {explained['decision_at_as_of']}")
+    if explained["prohibited_category"]:
+        agrees = "agrees" if explained["score"] >= t["review"] else "does not agree"
+        print(
+            f"  category {explained['prohibited_category']!r} is suspended: delisted whatever "
+            f"the score (the text {agrees})"
+        )
+    if explained.get("shadow_decision"):
+        print(f"  rules in shadow would make it: {explained['shadow_decision']}")
+    seen: set[str] = set()
+    for e in explained["evidence"]:
+        if e["field"] == "category_path":
+            continue
+        weight = "" if e["rule_id"] in seen else f"{e['weight']:+g}"
+        seen.add(e["rule_id"])
+        notes = [n for n in ("shadow" if e["shadow"] else "", e["exemption_id"] or "") if n]
+        said = f" ({', '.join(notes)})" if notes else ""
+        print(f"  {weight:>6} {e['rule_id']}: {e['term']!r} in {e['field']}: {e['text']!r}{said}")
+    if not explained["evidence"]:
+        print("  no rule fired")
+    return 0
+
+
 def cmd_policy_parameters(args: argparse.Namespace) -> int:
     from catalogue_purge.job.stack import schedule_parameters
 
@@ -1131,6 +1197,23 @@ def _add_tools(sub: Any) -> None:
     )
     c.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     c.set_defaults(func=cmd_policy_evaluate)
+
+    p = sub.add_parser(
+        "explain", help="the decision for one listing, with every piece of evidence and its weight"
+    )
+    p.add_argument("--policy", required=True, type=Path)
+    p.add_argument("--title", required=True)
+    p.add_argument("--description")
+    p.add_argument("--category", help="the listing's category path (A > B > C)")
+    p.add_argument("--country", default="US", help="country of sale (US)")
+    p.add_argument("--listing-id", default="L-EXPLAIN", help="for exemptions by listing")
+    p.add_argument("--seller-id", default="S-EXPLAIN", help="for exemptions by seller")
+    p.add_argument("--exemptions", type=Path, help="default: <policy>.exemptions.yaml beside it")
+    p.add_argument(
+        "--as-of", help="the day exemptions are counted on (default: the delisting date)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("generate", help="write a seeded synthetic catalogue snapshot")
     p.add_argument("--out", required=True, type=Path)

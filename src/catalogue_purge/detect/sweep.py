@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time as _time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -489,16 +490,24 @@ def sweep(
 
 
 def classify(
-    con: duckdb.DuckDBPyConnection, matcher: Matcher, candidates: pa.Table, hits: pa.Table
+    con: duckdb.DuckDBPyConnection,
+    matcher: Matcher,
+    candidates: pa.Table,
+    hits: pa.Table,
+    *,
+    every_listing: bool = False,
 ) -> pa.Table:
     """The findings among screened listings (sql/fire_rules.sql, then
-    sql/classify_findings.sql); `con` must hold the `exemptions` table."""
+    sql/classify_findings.sql); `con` must hold the `exemptions` table. `every_listing` keeps a
+    finding (its score and evidence) for each listing anything fired for, whatever its score:
+    for explaining a decision, never for acting on one (its decisions are not the policy's)."""
     con.register("evidence", fire_rules(con, matcher, candidates, hits))
     thresholds = matcher.policy.document.thresholds
+    review = -math.inf if every_listing else thresholds.review
     con.register(
         "thresholds",
         pa.table(
-            {"delist_at": [thresholds.delist], "review_at": [thresholds.review]},
+            {"delist_at": [max(thresholds.delist, review)], "review_at": [review]},
             schema=THRESHOLDS_SCHEMA,
         ),
     )
@@ -563,6 +572,82 @@ def decisions(findings: pa.Table) -> dict[str, str]:
     )
 
 
+def explain(
+    policy: Policy,
+    matcher: Matcher,
+    listing: Listing,
+    on: date,
+) -> dict:
+    """The decision for one listing, with its score, the thresholds and every piece of evidence
+    with its weight (including rules that fired without deciding anything): for policy authors
+    and appeals. The decision is the sweep's own classification."""
+    thresholds = policy.document.thresholds
+    explained: dict = {
+        "listing_id": listing.listing_id,
+        "in_scope": policy.country_in_scope(listing.country_of_sale),
+        "thresholds": {"delist": thresholds.delist, "review": thresholds.review},
+        "decision": "none",
+        "score": 0.0,
+        "prohibited_category": None,
+        "rule_ids": [],
+        "evidence": [],
+        "exemption_ids": [],
+        "shadow_decision": None,
+    }
+    if not explained["in_scope"]:
+        return explained
+    candidate = _candidate(policy, listing)
+    explained["prohibited_category"] = candidate.column("prohibited_category")[0].as_py()
+    hits = matcher.match_hits(
+        candidate.column("listing_id").combine_chunks(),
+        candidate.column("title").combine_chunks(),
+        pa.array([listing.description], pa.string()),
+    )
+    with connect(threads=1) as con:
+        con.register("exemptions", _exemptions_table(policy, on))
+        decided = classify(con, matcher, candidate, hits).to_pylist()
+        every = classify(con, matcher, candidate, hits, every_listing=True).to_pylist()
+    if every:
+        explained |= {
+            "score": every[0]["score"],
+            "evidence": every[0]["evidence"],
+            "exemption_ids": every[0]["exemption_ids"],
+        }
+    if decided:
+        finding = decided[0]
+        explained |= {
+            "decision": finding["decision"],
+            "rule_ids": finding["rule_ids"],
+            "shadow_decision": finding["shadow_decision"],
+            "evasion": finding["evasion"],
+        }
+    return explained
+
+
+def _candidate(policy: Policy, live: Listing) -> pa.Table:
+    """One listing as the decision query takes it, with its prohibited category (if any)."""
+    prefix = next(
+        (
+            p
+            for p in _prohibited_prefixes(policy)
+            if (live.category_path + CATEGORY_SEPARATOR).startswith(p)
+        ),
+        None,
+    )
+    return pa.table(
+        {
+            "listing_id": [live.listing_id],
+            "seller_id": [live.seller_id],
+            "country_of_sale": [live.country_of_sale],
+            "category_path": [live.category_path],
+            "title": [live.title],
+            "updated_at": [None],
+            "prohibited_category": [prefix.removesuffix(CATEGORY_SEPARATOR) if prefix else None],
+        },
+        schema=CANDIDATE_SCHEMA,
+    )
+
+
 def live_recheck(
     policy: Policy, matcher: Matcher, on: date | None = None
 ) -> Callable[[Listing], tuple[bool, tuple[str, ...]]]:
@@ -570,29 +655,12 @@ def live_recheck(
     delisting, and under which rules? The same classification as the sweep's (prohibited
     categories, rules in force in its country, exemptions in force `on` that day, today by
     default), over the live fields."""
-    prefixes = _prohibited_prefixes(policy)
     exemptions = _exemptions_table(policy, on or policy.local_day(datetime.now(UTC)))
 
     def recheck(live: Listing) -> tuple[bool, tuple[str, ...]]:
         if not policy.country_in_scope(live.country_of_sale):
             return False, ()
-        prefix = next(
-            (p for p in prefixes if (live.category_path + CATEGORY_SEPARATOR).startswith(p)), None
-        )
-        candidate = pa.table(
-            {
-                "listing_id": [live.listing_id],
-                "seller_id": [live.seller_id],
-                "country_of_sale": [live.country_of_sale],
-                "category_path": [live.category_path],
-                "title": [live.title],
-                "updated_at": [None],
-                "prohibited_category": [
-                    prefix.removesuffix(CATEGORY_SEPARATOR) if prefix else None
-                ],
-            },
-            schema=CANDIDATE_SCHEMA,
-        )
+        candidate = _candidate(policy, live)
         hits = matcher.match_hits(
             candidate.column("listing_id").combine_chunks(),
             candidate.column("title").combine_chunks(),
