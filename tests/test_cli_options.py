@@ -196,3 +196,18 @@ def test_delist_and_finalize_need_a_table_or_a_stack(tmp_path, capsys):
     finalize = ["finalize", "--findings", str(tmp_path / "sweep"), "--run-id", "run-1"]
     assert main(finalize) == 1
     assert "give --manifests, or --stack NAME" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """`catalogue-purge explain ... | head -1`: the pipe closes before the output is written."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "catalogue_purge.cli", "explain", "--policy"]
+    command += [str(SHIPPED_POLICY), "--title", "Antminer S19 Pro 110TH/s bitcoin miner"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has printed anything
+    error = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) in (0, 1)
+    assert "Traceback" not in error and "BrokenPipe" not in error

@@ -1234,6 +1234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]: nothing was written")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as command-line tools do. Standard
+        # output is pointed at nothing so that the interpreter's final flush cannot fail too.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
