@@ -194,10 +194,42 @@ def test_short_anchors_count_as_whole_words_at_row_edges(matcher):
         "&#x41;nt",
         "Mine\u0301ria",
         "Майн\u0438\u0306нг",
+        "\u0410ntminer",  # Cyrillic А
+        "B\u0456tcoin miner",  # Ukrainian і
+        "W\u04bbatsminer",  # Cyrillic һ
+        "\u0391SIC miner",  # Greek Α
+        "minera\u00c3\u00a7\u00c3\u00a3o de bitcoin",  # mojibake of mineração
+        "\u00d0\u00bc\u00d0\u00b0\u00d0\u00b9\u00d0\u00bd\u00d0\u00b5\u00d1\u0080",  # of майнер
     ],
 )
 def test_detectors_let_disguised_text_through(matcher, text):
     assert screen(matcher, [text]) == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("\u0410ntminer S19 Pro", "asic-miner-brands"),
+        ("B\u0456tcoin miner for sale", "asic-miner-brands"),
+        ("W\u04bbatsminer M30S++", "asic-miner-brands"),
+        ("minera\u00c3\u00a7\u00c3\u00a3o de bitcoin em casa", "mining-activity"),
+    ],
+)
+def test_homoglyphs_and_mojibake_are_seen_through_and_screened_in(matcher, text, rule):
+    """What the precise stage sees through, the screen lets through: it stays a superset."""
+    assert rule in rules_fired(matcher, text)
+    assert screen(matcher, [text]) == [True]
+
+
+def test_words_wholly_in_another_script_are_not_folded():
+    from catalogue_purge.detect.normalise import normalise
+
+    # Russian words stay Russian (their letters look Latin, they are not disguises); a word of
+    # mostly Cyrillic letters with a model number stays as it is too.
+    assert normalise("Сор и пыль") == "сор и пыль"
+    assert normalise("RTX3060видеокарта") == "rtx3060видеокарта"
+    assert normalise("\u0410ntminer") == "antminer"
+    assert normalise("caf\u00e9 cr\u00e8me") == "cafe creme"  # accented Latin is not mojibake
 
 
 def test_chinese_punctuation_is_not_a_detector(matcher):
@@ -216,3 +248,17 @@ def test_match_hits_with_no_rows_and_with_empty_fields(matcher):
     )
     found = {(r["listing_id"], r["field"]) for r in hits.to_pylist()}
     assert found == {("L-1", "title"), ("L-2", "description")}
+
+
+def test_every_text_normalisation_repairs_or_folds_is_screened_in(matcher):
+    """The screen stays a superset of the precise stage: each mojibake pair ftfy may be given
+    and each homoglyph the folding may touch lets its row through."""
+    from catalogue_purge.detect.normalise import MOJIBAKE_PUNCTUATION, _confusable_to_latin
+
+    followers = [chr(c) for c in range(0x80, 0xC0)] + list(MOJIBAKE_PUNCTUATION)
+    mojibake = [f"plain \u00e3{f}o text" for f in followers]
+    assert all(screen(matcher, mojibake))
+    homoglyphs = [chr(code) for code in _confusable_to_latin()]
+    assert len(homoglyphs) > 100
+    assert all(screen(matcher, [f"ab{h}cd" for h in homoglyphs]))
+    assert all(screen(matcher, [f"{h}bcd" for h in homoglyphs]))

@@ -31,7 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalogue_purge.detect.normalise import normalise, normalise_array, strip_accents
+from catalogue_purge.detect.normalise import (
+    MOJIBAKE_PUNCTUATION,
+    normalise,
+    normalise_array,
+    strip_accents,
+)
 from catalogue_purge.detect.policy import Field_, Mode, Policy, TextRule, compile_regex
 from catalogue_purge.errors import PolicyError
 
@@ -62,6 +67,17 @@ _DETECTORS = (
     *(b"&#%d" % d for d in range(10)),
     b"&#x",
     rb"[a-z\x80-\xbf](?:\xcc[\x80-\xbf]|\xcd[\x80-\xaf])",
+    # A Greek, Cyrillic or Armenian letter (U+0370-U+058F, normalise.HOMOGLYPH_SCRIPTS) beside
+    # a Latin one: a homoglyph in a Latin word.
+    rb"[a-z](?:\xcd[\xb0-\xbf]|[\xce-\xd6][\x80-\xbf])",
+    rb"(?:\xcd[\xb0-\xbf]|[\xce-\xd6][\x80-\xbf])[a-z]",
+    # Mojibake: a letter of U+00C0-U+00FF followed by a character of U+0080-U+00BF or by the
+    # punctuation cp1252 puts at 0x80-0x9F (normalise.repair_mojibake).
+    rb"\xc3[\x80-\xbf]\xc2[\x80-\xbf]",
+    *(
+        rb"\xc3[\x80-\xbf]" + "".join(f"\\x{b:02x}" for b in c.encode()).encode()
+        for c in MOJIBAKE_PUNCTUATION
+    ),
 )
 _ALNUM_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _WORD_CHARS = "a-z0-9\u00df-\u024f\u0370-\u03ff\u0400-\u04ff"

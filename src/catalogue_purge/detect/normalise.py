@@ -9,7 +9,13 @@ Sellers write the same product many ways: "ＡＮＴＭＩＮＥＲ", "A.n.t-min
 - accents are stripped (NFD, combining marks removed);
 - every run of characters that is neither a letter nor a digit becomes one space;
 - a space separates Han/Kana/Hangul from other letters, so word boundaries work for Latin terms
-  glued to Chinese text ("蚂蚁antminer").
+  glued to Chinese text ("蚂蚁antminer");
+- mojibake (UTF-8 read as Latin-1 or cp1252: "mineraÃ§Ã£o") is repaired by ftfy;
+- a word that is mostly Latin letters with letters of another script among them ("Аntminer"
+  with a Cyrillic А, "Bіtcoin" with a Ukrainian і) has those letters folded to the Latin letters
+  they are confusable with, from Unicode's confusables data (UTS #39, as the
+  confusable-homoglyphs package ships it). Words wholly in another script are left alone: a
+  Russian word is not a disguised English one.
 
 Obfuscation by spacing ("A n t miner", "S 19 Pro") is then handled by the term patterns, which
 allow an optional space between characters (see matcher).
@@ -18,9 +24,13 @@ allow an optional space between characters (see matcher).
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
+from functools import cache
+from importlib import resources
 
+import ftfy
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,6 +60,78 @@ _INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HAS_CJK = re.compile(f"[{_CJK}]")
 
 
+@cache
+def _confusable_to_latin() -> dict[int, str]:
+    """Each letter of another script that Unicode's confusables data says looks like one
+    ASCII letter or digit: {code point: that letter}, lower case."""
+    data = json.loads(
+        resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
+    )
+    table: dict[int, str] = {}
+    for char, homoglyphs in data.items():
+        if len(char) != 1 or not "\u0370" <= char <= "\u058f" or not char.isalpha():
+            continue
+        if unicodedata.name(char, "").startswith("LATIN"):
+            continue
+        latin = [
+            h["c"] for h in homoglyphs if len(h["c"]) == 1 and h["c"].isascii() and h["c"].isalnum()
+        ]
+        if latin:
+            table[ord(char)] = latin[0].casefold()
+    # A lower-case letter without an entry of its own takes its capital's.
+    for code, letter in list(table.items()):
+        lower = chr(code).casefold()
+        if len(lower) == 1 and ord(lower) not in table:
+            table[ord(lower)] = letter
+    return table
+
+
+_ASCII_LETTER = re.compile("[a-z]")
+# The scripts whose letters disguise Latin ones in practice: Greek, Cyrillic, Armenian (the
+# matcher's screen lets every row with such a letter beside a Latin one through).
+HOMOGLYPH_SCRIPTS = "\u0370-\u058f"
+_MIXED_PATTERN = f"[a-z][{HOMOGLYPH_SCRIPTS}]|[{HOMOGLYPH_SCRIPTS}][a-z]"  # re and RE2 alike
+_MIXED = re.compile(_MIXED_PATTERN)
+
+
+def fold_confusables(text: str, mixed: bool | None = None) -> str:
+    """Mostly-Latin words with confusable letters of another script, in Latin letters. `text`
+    is casefolded, its words separated by single spaces. `mixed` False: the caller knows no
+    Latin letter stands beside a letter of those scripts."""
+    if mixed is False or text.isascii() or not (mixed or _MIXED.search(text)):
+        return text
+    table = _confusable_to_latin()
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        if word.isascii() or not _ASCII_LETTER.search(word):
+            continue
+        other = [c for c in word if not c.isascii() and c.isalpha()]
+        latin = sum(c.isalpha() for c in word) - len(other)
+        if latin > len(other) and any(ord(c) in table for c in other):
+            words[i] = word.translate(table)
+    return " ".join(words)
+
+
+# UTF-8 read as Latin-1 or cp1252 turns each lead byte into a letter of U+00C0-U+00FF and
+# the next byte into a character of U+0080-U+00BF, or into the punctuation cp1252 puts at
+# 0x80-0x9F. Only a text with such a pair is given to ftfy (the matcher's screen lets every row
+# with one through).
+MOJIBAKE_PUNCTUATION = (
+    "\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014\u2018\u2019"
+    "\u201a\u201c\u201d\u201e\u2020\u2021\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
+)
+_MOJIBAKE_PATTERN = f"[\u00c0-\u00ff][\u0080-\u00bf{MOJIBAKE_PUNCTUATION}]"  # re and RE2
+_MOJIBAKE = re.compile(_MOJIBAKE_PATTERN)
+
+
+def repair_mojibake(text: str, suspect: bool | None = None) -> str:
+    """The text with its mojibake undone, where ftfy finds some. `suspect` False: the caller
+    knows the text holds no mojibake pair."""
+    if suspect is not False and (suspect or _MOJIBAKE.search(text)):
+        return str(ftfy.fix_encoding(text))
+    return text
+
+
 def strip_accents(text: str) -> str:
     """The text without combining marks (accents, the breve of Cyrillic й)."""
     decomposed = unicodedata.normalize("NFD", text)
@@ -60,6 +142,12 @@ def strip_accents(text: str) -> str:
 
 def normalise(text: str | None) -> str:
     """The canonical form that terms are matched against."""
+    return fold_confusables(_unfolded(text))
+
+
+def _unfolded(text: str | None, mojibake: bool | None = None) -> str:
+    """normalise() but for the folding of confusables, which comes last (normalise_array does it
+    over the whole column). `mojibake`: whether the text may hold mojibake (None: look)."""
     if not text:
         return ""
     if "<" in text:
@@ -69,10 +157,10 @@ def normalise(text: str | None) -> str:
             break
         text = html.unescape(text)
     if not text.isascii():
+        text = repair_mojibake(text, mojibake)
         text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
         text = strip_accents(text)
-    text = text.casefold()
-    text = _SEPARATORS.sub(" ", text)
+    text = _SEPARATORS.sub(" ", text.casefold())
     if not text.isascii() and _HAS_CJK.search(text):
         text = _CJK_EDGE.sub(" ", text)
     return text.strip()
@@ -95,7 +183,27 @@ def normalise_array(texts: pa.Array) -> pa.Array:
     rest = np.flatnonzero(np.asarray(other, dtype=bool))
     if len(rest) == 0:
         return folded
-    values = filled.take(pa.array(rest)).to_pylist()
-    return pc.replace_with_mask(
-        folded, other, pa.array([normalise(v) for v in values], pa.large_string())
+    values = filled.take(pa.array(rest))
+    # The rare texts that need mojibake repaired or confusables folded are found by Arrow's
+    # regex kernels over the whole column, not one Python search per text. An entity may
+    # hide a mojibake pair: those texts look for themselves.
+    suspects = pc.or_(
+        pc.match_substring_regex(values, _MOJIBAKE_PATTERN),
+        pc.match_substring(values, "&"),
+    ).to_pylist()
+    unfolded = pa.array(
+        [
+            _unfolded(v, None if suspect else False)
+            for v, suspect in zip(values.to_pylist(), suspects, strict=True)
+        ],
+        pa.large_string(),
     )
+    mixed = np.flatnonzero(
+        np.asarray(pc.match_substring_regex(unfolded, _MIXED_PATTERN), dtype=bool)
+    )
+    if len(mixed):
+        texts = unfolded.to_pylist()
+        for i in mixed.tolist():
+            texts[i] = fold_confusables(texts[i], mixed=True)
+        unfolded = pa.array(texts, pa.large_string())
+    return pc.replace_with_mask(folded, other, unfolded)
