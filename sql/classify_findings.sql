@@ -11,19 +11,21 @@
 -- rules in shadow would act on -> 'shadow' (reported, nothing done); else no finding.
 -- rule_ids and matched_terms are the grounds: live rules of positive weight (and the category).
 -- Evasion: acted on (delist or review) while outside every prohibited category.
+-- A live rule with `caps` (at_most: review) that fired keeps the text from delisting: at most
+-- review.
 -- shadow_decision: the decision had the rules in shadow counted, where it would differ.
 -- Parameters: none.
 -- Inputs:
 --   candidates(listing_id, seller_id, country_of_sale, category_path, title, updated_at,
 --              prohibited_category)
---   evidence(listing_id, rule_id, weight, shadow, term, field, text)   text rules that fired
+--   evidence(listing_id, rule_id, weight, shadow, caps, term, field, text)   text rules that fired
 --   exemptions(exemption_id, listing_id, seller_id, rule_id)            in force at the as-of date
 --   thresholds(delist_at, review_at)                                    one row: the policy's
 WITH fired AS (
-    SELECT listing_id, rule_id, weight, shadow, term, field, text
+    SELECT listing_id, rule_id, weight, shadow, caps, term, field, text
     FROM evidence
     UNION ALL
-    SELECT listing_id, 'category:' || prohibited_category, NULL::DOUBLE, false,
+    SELECT listing_id, 'category:' || prohibited_category, NULL::DOUBLE, false, false,
            prohibited_category, 'category_path', category_path
     FROM candidates
     WHERE prohibited_category IS NOT NULL
@@ -46,7 +48,7 @@ judged AS (
 ),
 rule_weights AS (  -- each text rule counts once per listing, however many terms it found
     SELECT listing_id, rule_id, any_value(weight) AS weight, bool_or(shadow) AS shadow,
-           bool_or(exemption_id IS NOT NULL) AS exempt
+           bool_or(caps) AS caps, bool_or(exemption_id IS NOT NULL) AS exempt
     FROM judged
     WHERE field <> 'category_path'
     GROUP BY listing_id, rule_id
@@ -57,7 +59,9 @@ scores AS (
         coalesce(sum(weight) FILTER (WHERE NOT shadow AND NOT exempt), 0) AS score,
         coalesce(sum(weight) FILTER (WHERE NOT shadow), 0) AS unexempted_score,
         coalesce(sum(weight) FILTER (WHERE NOT exempt), 0) AS shadow_score,
-        bool_or(shadow) AS any_shadow
+        bool_or(shadow) AS any_shadow,
+        coalesce(bool_or(caps) FILTER (WHERE NOT shadow AND NOT exempt), false) AS capped,
+        coalesce(bool_or(caps) FILTER (WHERE NOT exempt), false) AS capped_with_shadow
     FROM rule_weights
     GROUP BY listing_id
 ),
@@ -86,12 +90,13 @@ decided AS (
         coalesce(s.score, 0) AS score,
         CASE
             WHEN p.category_active THEN 'delist'
-            WHEN coalesce(s.score, 0) >= t.delist_at THEN 'delist'
+            WHEN coalesce(s.score, 0) >= t.delist_at AND NOT coalesce(s.capped, false) THEN 'delist'
             WHEN coalesce(s.score, 0) >= t.review_at THEN 'review'
         END AS acted,
         CASE
             WHEN p.category_active THEN 'delist'
-            WHEN coalesce(s.shadow_score, 0) >= t.delist_at THEN 'delist'
+            WHEN coalesce(s.shadow_score, 0) >= t.delist_at
+                 AND NOT coalesce(s.capped_with_shadow, false) THEN 'delist'
             WHEN coalesce(s.shadow_score, 0) >= t.review_at THEN 'review'
         END AS with_shadow,
         p.category_any OR coalesce(s.unexempted_score, 0) >= t.review_at AS held_by_exemption,

@@ -2,15 +2,15 @@
 -- A rule fires for a listing when one of its terms (or regexes) was found in a field the rule
 -- searches, one of its `requires_any` context terms was found (if it has any), none of its
 -- exclusions was found, and the rule is in force in the listing's country of sale.
--- Returns: listing_id, rule_id, weight, shadow, term, field, text (one row per term or context
--- hit of a rule that fires; weight is what the rule adds to the listing's score, shadow a rule
--- that is reported and never counted).
+-- Returns: listing_id, rule_id, weight, shadow, caps, term, field, text (one row per term or
+-- context hit of a rule that fires; weight is what the rule adds to the listing's score, shadow
+-- a rule that is reported and never counted, caps a rule after which at most review).
 -- Parameters: none.
 -- Inputs:
 --   candidates(listing_id, country_of_sale, ...)      the screened listings
 --   hits(listing_id, pattern_id, field, text)          what the precise match found
 --   patterns(pattern_id, rule_id, role, term, in_title, in_description)
---   rule_scope(country, rule_id, weight, shadow, requires_context)   '*' = every other country
+--   rule_scope(country, rule_id, weight, shadow, caps, requires_context)   '*' = every other country
 WITH found AS (
     SELECT h.listing_id, p.rule_id, p.role, p.term, h.field, h.text
     FROM hits h
@@ -31,7 +31,7 @@ scoped AS (  -- each listing's key into rule_scope: its country if overridden, e
     WHERE c.listing_id IN (SELECT listing_id FROM found)
 ),
 in_force AS (
-    SELECT s.listing_id, r.rule_id, r.weight, r.shadow, r.requires_context
+    SELECT s.listing_id, r.rule_id, r.weight, r.shadow, r.caps, r.requires_context
     FROM scoped s
     JOIN rule_scope r ON r.country = s.scope
 ),
@@ -45,7 +45,7 @@ per_rule AS (
     FROM found
     GROUP BY listing_id, rule_id
 )
-SELECT DISTINCT f.listing_id, f.rule_id, i.weight, i.shadow, f.term, f.field, f.text
+SELECT DISTINCT f.listing_id, f.rule_id, i.weight, i.shadow, i.caps, f.term, f.field, f.text
 FROM found f
 JOIN per_rule r USING (listing_id, rule_id)
 JOIN in_force i USING (listing_id, rule_id)

@@ -33,6 +33,8 @@ rules:
      terms: {en: [hashboard]}}
   - {id: trial, description: a rule being tried, weight: 10, mode: shadow,
      terms: {en: [hashbox]}}
+  - {id: used-gpu, description: a used card that may have been in a rig, weight: 5,
+     at_most: review, terms: {en: [ex mining]}}
 penalties: {ladder: [{id: warning, description: w}]}
 """
 MINERS = "Computer & Office > Blockchain Miners"
@@ -58,6 +60,8 @@ def found(tmp_path) -> dict[str, dict]:
         listing("shadow-agrees", "Antminer hashbox"),
         listing("shadow-raises", "terahash hashbox"),
         listing("vase", "Blue vase"),
+        listing("capped", "Antminer S9 ex mining fans"),
+        listing("capped-in-category", "Antminer S9 ex mining fans", MINERS),
     ]
     snapshot = open_snapshot(str(write_listings(tmp_path / "s.parquet", rows)))
     result = sweep(snapshot, policy, parse_as_of("2021-10-08", policy))
@@ -71,6 +75,13 @@ def test_the_bands_decide_on_the_sum_of_the_weights(found):
     assert "one-signal" not in found  # 4, below the review threshold
     assert (found["old-style"]["decision"], found["old-style"]["score"]) == ("review", 5)
     assert "vase" not in found
+
+
+def test_a_rule_at_most_review_keeps_any_score_from_delisting(found):
+    capped = found["capped"]
+    assert (capped["decision"], capped["score"]) == ("review", 15)
+    assert capped["rule_ids"] == ["brand", "used-gpu"]
+    assert found["capped-in-category"]["decision"] == "delist"  # the category is suspended
 
 
 def test_counter_evidence_weighs_against_and_is_shown(found):
@@ -122,6 +133,7 @@ def test_rules_in_shadow_are_reported_and_never_decide(found):
             "thresholds.review",
         ),
         ("mode: shadow", "mode: dark", "rules[5] (id trial).mode"),
+        ("at_most: review", "at_most: delist", "rules[6] (id used-gpu).at_most"),
     ],
 )
 def test_a_bad_weight_threshold_or_mode_is_refused(tmp_path, old, new, said):

@@ -121,6 +121,7 @@ RULE_SCOPE_SCHEMA = pa.schema(
         ("rule_id", pa.string()),
         ("weight", pa.float64()),
         ("shadow", pa.bool_()),
+        ("caps", pa.bool_()),
         ("requires_context", pa.bool_()),
     ]
 )
@@ -596,6 +597,7 @@ class Matcher:
                 "rule_id": rule.id,
                 "weight": rule.weight_in(self.policy.document.thresholds),
                 "shadow": rule.mode is Mode.SHADOW,
+                "caps": rule.at_most == "review",
                 "requires_context": bool(rule.requires_any),
             }
             for country in countries

@@ -159,6 +159,10 @@ class TextRule(_Strict):
     action: Action | None = None
     weight: float | None = None
     mode: Mode = Mode.LIVE
+    # `review`: when this rule fires, no score delists the listing; at most a person decides
+    # (used goods that may be parts of a rig, infrastructure "for mining farms", a listing that
+    # says it does not mine). A suspended category still delists.
+    at_most: Literal["review"] | None = None
     clause: str | None = None
     enabled: bool = True
     fields: list[Field_] = Field(default_factory=lambda: [Field_.TITLE, Field_.DESCRIPTION])

@@ -69,6 +69,7 @@ EVIDENCE_SCHEMA = pa.schema(
         ("rule_id", pa.string()),
         ("weight", pa.float64()),
         ("shadow", pa.bool_()),
+        ("caps", pa.bool_()),
         ("term", pa.string()),
         ("field", pa.string()),
         ("text", pa.string()),
