@@ -18,7 +18,9 @@ from .evaluation.labelled import load_listings
         ("Antminer&nbsp;S19&amp;nbsp;Pro", "antminer s19 pro"),
         ("<b>ASIC</b><br>miner", "asic miner"),
         ("Minería de Bitcoin", "mineria de bitcoin"),
-        ("A.n.t-miner", "a n t miner"),
+        ("A.n.t-miner", "ant miner"),  # single letters in a row are one word
+        ("0,3 E.T.H", "0 3 eth"),
+        ("P.O. Box", "p o box"),
         ("an\u200btminer", "antminer"),
         ("蚂蚁antminer矿机", "蚂蚁 antminer 矿机"),
         (None, ""),

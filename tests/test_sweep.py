@@ -67,7 +67,7 @@ def test_decisions_evasion_and_evidence(policy, snapshot_file):
         "rule_id": "asic-miner-brands",
         "term": "antminer",
         "field": "title",
-        "text": "a n t miner",
+        "text": "ant miner",
         "exemption_id": None,
         "weight": 10.0,  # a delist rule weighs the delist threshold
         "shadow": False,

@@ -182,7 +182,7 @@ def _word_anchors(word: str) -> set[str]:
     if not (word.isascii() and word.isalnum()):
         return anchors
     compact = word.lower()
-    if len(compact) >= 4:
+    if len(compact) >= 3:  # normalise() joins three or more single letters: "E.T.H" is eth
         anchors |= {sep.join(compact) for sep in _SPACED_SEPARATORS}
     if len(compact) >= 5:
         anchors |= {

@@ -140,6 +140,15 @@ def strip_accents(text: str) -> str:
     return _COMBINING.sub("", decomposed)
 
 
+# Three or more single Latin letters in a row ("E.T.H", "b t c" once separators are spaces):
+# one word, as a reader takes them.
+_LETTER_RUN = re.compile(r"(?<![a-z0-9])[a-z](?: [a-z]){2,}(?![a-z0-9])")
+
+
+def _join_letters(match: re.Match[str]) -> str:
+    return match.group(0).replace(" ", "")
+
+
 def normalise(text: str | None) -> str:
     """The canonical form that terms are matched against."""
     return fold_confusables(_unfolded(text))
@@ -163,6 +172,8 @@ def _unfolded(text: str | None, mojibake: bool | None = None) -> str:
     text = _SEPARATORS.sub(" ", text.casefold())
     if not text.isascii() and _HAS_CJK.search(text):
         text = _CJK_EDGE.sub(" ", text)
+    if " " in text:
+        text = _LETTER_RUN.sub(_join_letters, text)
     return text.strip()
 
 
@@ -182,7 +193,7 @@ def normalise_array(texts: pa.Array) -> pa.Array:
     other = pc.invert(plain)
     rest = np.flatnonzero(np.asarray(other, dtype=bool))
     if len(rest) == 0:
-        return folded
+        return _joined_letter_runs(folded)
     values = filled.take(pa.array(rest))
     # The rare texts that need mojibake repaired or confusables folded are found by Arrow's
     # regex kernels over the whole column, not one Python search per text. An entity may
@@ -206,4 +217,18 @@ def normalise_array(texts: pa.Array) -> pa.Array:
         for i in mixed.tolist():
             texts[i] = fold_confusables(texts[i], mixed=True)
         unfolded = pa.array(texts, pa.large_string())
-    return pc.replace_with_mask(folded, other, unfolded)
+    return _joined_letter_runs(pc.replace_with_mask(folded, other, unfolded))
+
+
+def _joined_letter_runs(normal: pa.Array) -> pa.Array:
+    """normalise()'s joining of single letters ("e t h"), for the texts Arrow folded: found by
+    Arrow's regex kernel, joined in Python (RE2 has no lookbehind)."""
+    runs = np.flatnonzero(
+        np.asarray(pc.match_substring_regex(normal, "(^| )[a-z]( [a-z]){2,}( |$)"), dtype=bool)
+    )
+    if len(runs) == 0:
+        return normal
+    texts = normal.to_pylist()
+    for i in runs.tolist():
+        texts[i] = _LETTER_RUN.sub(_join_letters, texts[i])
+    return pa.array(texts, pa.large_string())

@@ -200,7 +200,7 @@ class TextRule(_Strict):
                 f"rule {self.id!r}: give either action (delist or review) or weight "
                 "(negative for counter-evidence)"
             )
-        if self.weight == 0:
+        if self.weight == 0 and self.at_most is None:
             raise ValueError(f"rule {self.id!r}: a weight of 0 never changes a decision")
         if not self.terms and not self.regexes:
             raise ValueError(f"rule {self.id!r} has neither terms nor regexes")
