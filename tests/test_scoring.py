@@ -134,6 +134,11 @@ def test_rules_in_shadow_are_reported_and_never_decide(found):
         ),
         ("mode: shadow", "mode: dark", "rules[5] (id trial).mode"),
         ("at_most: review", "at_most: delist", "rules[6] (id used-gpu).at_most"),
+        (
+            "mode: shadow,",
+            "mode: shadow, screen_on: context,",
+            "screen_on context needs requires_any",
+        ),
     ],
 )
 def test_a_bad_weight_threshold_or_mode_is_refused(tmp_path, old, new, said):

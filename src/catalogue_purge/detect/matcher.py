@@ -47,7 +47,23 @@ _SCREEN_FLAGS = hyperscan.HS_FLAG_CASELESS
 _MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE
 _SPACED_SEPARATORS = (" ", ".", "-", "_", "*")
 _SPLIT_SEPARATORS = (" ", ".", "-", "_")
-_WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
+_WORD_JOINERS = (
+    " ",
+    "-",
+    "_",
+    ".",
+    "",
+    "/",
+    "+",
+    "&nbsp;",
+    "  ",
+    ". ",
+    ", ",
+    ": ",
+    " - ",
+    " / ",
+    "- ",
+)
 _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b": "b8"}
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
 # normalised and matched precisely. Full-width letters and digits (not the full-width
@@ -311,7 +327,12 @@ class Matcher:
         screen_regexes: list[bytes] = []
         literals: dict[bytes, set[int]] = defaultdict(set)  # compact literal -> pattern indexes
         policy_regexes: list[int] = []
+        thresholds = policy.document.thresholds
         for rule in policy.document.rules:
+            # A rule that cannot act on a listing by itself (counter-evidence, a cap of no
+            # weight) is not screened for: its terms only count where another rule's are found.
+            acts = rule.weight_in(thresholds) > 0
+            by_context = rule.screen_on == "context"
             for role, terms in (
                 (Role.TERM, rule.all_terms()),
                 (Role.CONTEXT, rule.requires_any),
@@ -321,7 +342,8 @@ class Matcher:
                     index = self._add(rule, role, term, precise_pattern)
                     for literal in compact_literals(term):
                         literals[literal].add(index)
-                    (anchors if role is Role.TERM else other_anchors).extend(screen_anchors(term))
+                    screened = acts and (role is Role.CONTEXT if by_context else role is Role.TERM)
+                    (anchors if screened else other_anchors).extend(screen_anchors(term))
             for regex in rule.regexes:
                 policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
                 if rule.anchors:

@@ -174,6 +174,9 @@ class TextRule(_Strict):
     # looks for them instead of running the regexes over every listing.
     anchors: list[NonEmptyStr] = Field(default_factory=list)
     requires_any: list[NonEmptyStr] = Field(default_factory=list)
+    # What the screen looks for: the rule's terms, or (with requires_any) its context terms,
+    # when the terms are common words ("course", "container") and the context is not.
+    screen_on: Literal["terms", "context"] = "terms"
     exclusions: list[NonEmptyStr] = Field(default_factory=list)
 
     @field_validator("terms")
@@ -204,6 +207,8 @@ class TextRule(_Strict):
             raise ValueError(f"rule {self.id!r}: a weight of 0 never changes a decision")
         if not self.terms and not self.regexes:
             raise ValueError(f"rule {self.id!r} has neither terms nor regexes")
+        if self.screen_on == "context" and not self.requires_any:
+            raise ValueError(f"rule {self.id!r}: screen_on context needs requires_any")
         if self.anchors and not self.regexes:
             raise ValueError(f"rule {self.id!r} has anchors but no regexes for them to screen")
         if not self.fields:
