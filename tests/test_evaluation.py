@@ -55,7 +55,7 @@ SPLITS = {
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
     "delist_precision": (0.92, 0.88),
     "prohibited_caught": (0.97, 0.86),
-    "evasions_flagged": (0.96, 0.72),
+    "evasions_flagged": (0.96, 0.71),
     "review_surfaced": (0.90, 0.72),
 }
 CEILINGS = {"allowed_touched": (0.06, 0.035), "review_delisted": (0.03, 0.10)}

@@ -47,23 +47,9 @@ _SCREEN_FLAGS = hyperscan.HS_FLAG_CASELESS
 _MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE
 _SPACED_SEPARATORS = (" ", ".", "-", "_", "*")
 _SPLIT_SEPARATORS = (" ", ".", "-", "_")
-_WORD_JOINERS = (
-    " ",
-    "-",
-    "_",
-    ".",
-    "",
-    "/",
-    "+",
-    "&nbsp;",
-    "  ",
-    ". ",
-    ", ",
-    ": ",
-    " - ",
-    " / ",
-    "- ",
-)
+_WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
+# Model numbers are also written "ver. 009S", "S19 / L7": for terms with a digit.
+_NUMBER_JOINERS = (". ", ", ", ": ", " - ", " / ", "- ")
 _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b": "b8"}
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
 # normalised and matched precisely. Full-width letters and digits (not the full-width
@@ -228,7 +214,10 @@ def screen_anchors(term: str) -> list[bytes]:
             anchors |= _word_anchors(words[0])
         elif words:
             # Multi-word terms: the words joined the ways sellers and exports join them.
-            anchors |= {joiner.join(words) for joiner in _WORD_JOINERS}
+            joiners = _WORD_JOINERS
+            if any(c.isdigit() for c in form):
+                joiners += _NUMBER_JOINERS
+            anchors |= {joiner.join(words) for joiner in joiners}
             if all(w.isascii() for w in words):
                 anchors.add(" ".join(itertools.chain(*map(_alnum_chunks, words))))
     return sorted(a.encode() for a in anchors)
