@@ -240,4 +240,7 @@ def test_recheck_honours_exemptions_in_force(tmp_path):
     inside = live_recheck(policy, Matcher(policy), on=datetime(2021, 11, 1).date())
     after = live_recheck(policy, Matcher(policy), on=datetime(2022, 1, 1).date())
     assert inside(changed)[0] is False
-    assert after(changed) == (True, ("asic-miner-brands", "asic-model-numbers"))
+    assert after(changed) == (
+        True,
+        ("asic-miner-brands", "asic-model-numbers", "distinctive-miner-models"),
+    )
