@@ -214,7 +214,7 @@ def screen_anchors(term: str) -> list[bytes]:
             anchors |= _word_anchors(words[0])
         elif words:
             # Multi-word terms: the words joined the ways sellers and exports join them.
-            joiners = _WORD_JOINERS
+            joiners: tuple[str, ...] = _WORD_JOINERS
             if any(c.isdigit() for c in form):
                 joiners += _NUMBER_JOINERS
             anchors |= {joiner.join(words) for joiner in joiners}
