@@ -777,6 +777,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def cmd_policy_evaluate(args: argparse.Namespace) -> int:
     from catalogue_purge.detect.evaluation import (
+        DECISIONS,
         FIGURES,
         TARGETS_UNMET,
         evaluate,
@@ -817,11 +818,9 @@ def cmd_policy_evaluate(args: argparse.Namespace) -> int:
                 else f"  (target {'>=' if FIGURES[name] == 'min' else '<='} {target})"
             )
             print(f"  {name:<18} {'n/a' if value is None else f'{value:.3f}'}{aim}")
-        print("  label x decision   " + "  ".join(f"{d:>7}" for d in ("delist", "review", "none")))
+        print("  label x decision   " + "  ".join(f"{d:>7}" for d in DECISIONS))
         for label, row in ev.matrix.items():
-            print(
-                f"  {label:<18} " + "  ".join(f"{row[d]:>7,}" for d in ("delist", "review", "none"))
-            )
+            print(f"  {label:<18} " + "  ".join(f"{row[d]:>7,}" for d in DECISIONS))
         print("  rules (hits on prohibited/review/allowed, precision, alone delist/review):")
         for rule in ev.rules:
             p = "n/a" if rule.precision is None else f"{rule.precision:.2f}"

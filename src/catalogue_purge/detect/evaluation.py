@@ -31,6 +31,8 @@ from catalogue_purge.errors import PurgeError
 LABELS = ("prohibited", "review", "allowed")
 DECISIONS = ("delist", "review", "none")  # "none": no finding, or every rule exempted
 _REQUIRED = ("listing_id", "title", "label")
+# The decisions each label allows: anything else is a wrong decision.
+_RIGHT = {"prohibited": ("delist", "review"), "review": ("review",), "allowed": ("none",)}
 
 # Each figure, and whether a target for it is a floor (>=) or a ceiling (<=).
 FIGURES = {
@@ -220,8 +222,7 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
         if label == "prohibited" and row.get("evasion"):
             evasions += 1
             flagged += bool(finding and decision != "none" and finding["evasion"])
-        expected = {"prohibited": ("delist", "review"), "review": ("review",), "allowed": ("none",)}
-        if decision not in expected[label]:
+        if decision not in _RIGHT[label]:
             wrong.append(
                 {
                     "listing_id": row["listing_id"],
