@@ -243,6 +243,17 @@ class SafetyLimits(_Strict):
     max_per_seller: int | None = Field(default=None, ge=0)
 
 
+class ReviewSettings(_Strict):
+    """How people decide the listings the policy sends to review (the review queue)."""
+
+    second_review_share: float = Field(
+        default=0.1, ge=0, le=1, description="share of decisions a second reviewer checks"
+    )
+    claim_minutes: int = Field(
+        default=30, gt=0, le=24 * 60, description="a claim not decided in time returns"
+    )
+
+
 class PolicyDocument(_Strict):
     id: Annotated[str, Field(pattern=_ID)]
     version: Annotated[str, Field(min_length=1)] | int
@@ -255,6 +266,7 @@ class PolicyDocument(_Strict):
     rules: list[TextRule] = Field(min_length=1)
     penalties: Penalties
     safety_limits: SafetyLimits = Field(default_factory=SafetyLimits)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicyDocument:

@@ -276,11 +276,13 @@ def create_table(dynamodb: Any, stack: Stack, logical_id: str, name: str | None 
     declared.pop("SSESpecification", None)
     props = stack.resolve(declared)
     name = name or props["TableName"]
+    indexes = props.get("GlobalSecondaryIndexes")
     dynamodb.create_table(
         TableName=name,
         KeySchema=props["KeySchema"],
         AttributeDefinitions=props["AttributeDefinitions"],
         BillingMode=props["BillingMode"],
+        **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
     )
     dynamodb.get_waiter("table_exists").wait(TableName=name)
     ttl = props.get("TimeToLiveSpecification")
