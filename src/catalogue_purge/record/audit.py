@@ -224,6 +224,7 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
         "reinstated": ["outcome"],
         "exempted": ["listing_id"],
         "quarantined": ["reason"],
+        "decisions": ["outcome", "decision", "reviewer", "second_review", "disputed"],
     }
     rows: dict[str, list[dict]] = {table: [] for table in columns}
     for part in manifest.get("parts", []):
@@ -233,7 +234,7 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
             rows[part["table"]].extend(table.to_pylist())
     counts = manifest.get("counts", {})
     problems = []
-    acted = rows["delisted"] + rows["reinstated"]
+    acted = rows["delisted"] + rows["reinstated"] + rows["decisions"]
     outcomes = dict(sorted(Counter(r["outcome"] for r in acted).items()))
     if outcomes != counts.get("by_outcome"):
         problems.append(
@@ -261,6 +262,8 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
                 f"{folder.name}: rows set aside counted {counts['quarantined']} and recorded "
                 f"{recorded} by reason, the quarantined table holds {reasons}"
             )
+    if "by_review_decision" in counts or rows["decisions"]:
+        problems.extend(_verify_review_counts(folder.name, counts, rows["decisions"]))
     if "by_penalty" in counts:
         penalties = dict(
             sorted(
@@ -273,6 +276,28 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
             problems.append(
                 f"{folder.name}: counts by penalty {counts['by_penalty']} do not match "
                 f"the table {penalties}"
+            )
+    return problems
+
+
+def _verify_review_counts(name: str, counts: dict, rows: list[dict]) -> list[str]:
+    """A review run's counts of people's decisions against its decisions table."""
+    problems = []
+    tallies = {
+        "by_review_decision": Counter(r["decision"] for r in rows),
+        "by_reviewer": Counter(r["reviewer"] for r in rows),
+        "second_reviews": Counter(
+            kind
+            for r in rows
+            for kind, on in (("agreed", r["second_review"]), ("disputed", r["disputed"]))
+            if on
+        ),
+    }
+    for key, tally in tallies.items():
+        if dict(sorted(tally.items())) != counts.get(key):
+            problems.append(
+                f"{name}: counts {key} {counts.get(key)} do not match the decisions table "
+                f"{dict(sorted(tally.items()))}"
             )
     return problems
 

@@ -40,6 +40,12 @@ class RunSummary:
     exempted: set[str] = field(default_factory=set)  # listings an exemption kept
     quarantined: Counter[str] = field(default_factory=Counter)  # rows set aside, by reason
     evasions: int = 0  # delisted evasions (a review item is not judged an evasion yet)
+    # A review run's decisions (people's): by decision, by reviewer, second reviews and
+    # their agreement, time in the queue.
+    review_decisions: Counter[str] = field(default_factory=Counter)
+    reviewers: Counter[str] = field(default_factory=Counter)
+    second_reviews: Counter[str] = field(default_factory=Counter)  # agreed | disputed
+    queue_seconds: list[float] = field(default_factory=list)
     # For the report's bars, delist and review apart: {"delist"|"review": Counter}.
     by_rule: dict[str, Counter[str]] = field(default_factory=dict)
     by_category: dict[str, Counter[str]] = field(default_factory=dict)
@@ -60,6 +66,9 @@ class RunSummary:
         if table_name == "reinstated":
             for row in part.select(["outcome"]).to_pylist():
                 self.outcomes[row["outcome"]] += 1
+            return
+        if table_name == "decisions":
+            self._add_decisions(part)
             return
         for row in part.select(
             [
@@ -87,6 +96,21 @@ class RunSummary:
                 self.outcomes[row["outcome"]] += 1
                 self.sellers[row["seller_id"]] += 1
 
+    def _add_decisions(self, part: pa.Table) -> None:
+        columns = ["outcome", "decision", "reviewer", "second_review", "disputed"]
+        for row in part.select([*columns, "seconds_in_queue", "seller_id"]).to_pylist():
+            self.outcomes[row["outcome"]] += 1
+            self.review_decisions[row["decision"]] += 1
+            self.reviewers[row["reviewer"]] += 1
+            if row["second_review"]:
+                self.second_reviews["agreed"] += 1
+            if row["disputed"]:
+                self.second_reviews["disputed"] += 1
+            if row["seconds_in_queue"] is not None:
+                self.queue_seconds.append(row["seconds_in_queue"])
+            if row["outcome"] == "DELISTED":
+                self.sellers[row["seller_id"]] += 1
+
     def counts(self) -> dict:
         counts: dict[str, Any] = {
             "by_outcome": dict(sorted(self.outcomes.items())),
@@ -102,6 +126,10 @@ class RunSummary:
             counts["exempted"] = len(self.exempted)
         if "quarantined" in self.rows:
             counts["quarantined"] = dict(sorted(self.quarantined.items()))
+        if "decisions" in self.rows:
+            counts["by_review_decision"] = dict(sorted(self.review_decisions.items()))
+            counts["by_reviewer"] = dict(sorted(self.reviewers.items()))
+            counts["second_reviews"] = dict(sorted(self.second_reviews.items()))
         return counts
 
 
@@ -177,6 +205,42 @@ def _scope(run: dict) -> str:
     return "".join(f"<p>{escape(line)}</p>" for line in lines)
 
 
+def _review_section(summary: RunSummary) -> str:
+    """A review run: decisions per reviewer, agreement on second reviews, time in queue."""
+    waits = sorted(summary.queue_seconds)
+    checked = summary.second_reviews["agreed"] + summary.second_reviews["disputed"]
+    lines = []
+    if checked:
+        agreed = summary.second_reviews["agreed"] / checked
+        lines.append(
+            f"Second reviews: {checked:,}, of which {summary.second_reviews['agreed']:,} agreed "
+            f"({agreed:.0%}) and {summary.second_reviews['disputed']:,} went to the second tier."
+        )
+    else:
+        lines.append("Second reviews: none in this run.")
+    if waits:
+        median = waits[len(waits) // 2]
+        lines.append(
+            f"Time in queue, from queued to decided: median {_duration(median)}, "
+            f"longest {_duration(waits[-1])}."
+        )
+    return (
+        _bars("Decisions", summary.review_decisions)
+        + _bars("Decisions per reviewer", summary.reviewers, limit=20)
+        + "".join(f"<p>{escape(line)}</p>" for line in lines)
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
     policy = run["policy"]
     cards = [
@@ -192,6 +256,11 @@ def render_report(run: dict, summary: RunSummary, parts: list[dict]) -> bytes:
         cards.append(("penalties", summary.rows["penalties"]))
     if "reinstated" in summary.rows:
         cards.append(("reinstatement outcomes", summary.rows["reinstated"]))
+    if "decisions" in summary.rows:
+        cards[:3] = [
+            ("decisions by people", summary.rows["decisions"]),
+            ("reviewers", len(summary.reviewers)),
+        ]
     card_html = "".join(
         f"<div class='card'><b>{n:,}</b>{escape(label)}</div>" for label, n in cards
     )
@@ -228,6 +297,7 @@ every part with its SHA-256; digest.json is signed (digest.sig, public-key.pem).
         if "penalties" in summary.rows
         else ""
     }
+{_review_section(summary) if "decisions" in summary.rows else ""}
 {_split_bars("By rule", summary.by_rule)}
 {_split_bars("By category", summary.by_category)}
 {_split_bars("By country of sale", summary.by_country)}
