@@ -12,12 +12,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from catalogue_purge.detect.policy import load_policy
 from catalogue_purge.detect.sweep import read_sweep
 from catalogue_purge.enforce.catalogue import put_listings
 from catalogue_purge.errors import PlanMismatch
 from catalogue_purge.job.events import FUNCTIONS
 from catalogue_purge.job.local import QUIET, _live_listings, function_environment, invoke_handler
 from catalogue_purge.job.stack import Stack, create_local, load_template
+from catalogue_purge.review.queue import ReviewQueue
 from catalogue_purge.synthetic import generate_snapshot
 
 from .conftest import ROOT
@@ -49,6 +51,9 @@ def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
         # it sent: the first sends them, the second finds them sent).
         if function == "NoticesFunction":
             assert again["already_sent"] == first["sent"] and again["sent"] == 0
+        elif function == "QueueReviewsFunction":  # the second finds them queued
+            assert (again["queued"], again["already"]) == (0, first["queued"] + first["already"])
+            assert again["waiting"] == first["waiting"]
         else:
             assert again | {"seconds": 0} == first | {"seconds": 0}, function
         result_model = FUNCTIONS[function][1]
@@ -111,6 +116,32 @@ def test_the_sample_events_replay_in_order_and_twice(stack, tmp_path):
         )
     )
     assert notices["sellers"] == sellers
+
+    # The run's review findings wait in the queue; the applier finds nothing decided yet.
+    reviews = call("QueueReviewsFunction", sample("queue-reviews"))
+    in_review = findings.filter(pc.equal(findings.column("decision"), "review")).num_rows
+    assert in_review > 0
+    assert reviews["queued"] == reviews["waiting"] == in_review
+    nothing = call("ApplyReviewsFunction", sample("apply-reviews"))
+    assert nothing["run_id"] is None and nothing["outcomes"] == {}
+    # A person decides one; the applier applies it once, as a review run.
+    policy = load_policy(ROOT / "policies" / "crypto-mining-2021.yaml")
+    queue = ReviewQueue(stack.physical["ReviewQueueTable"], boto3.client("dynamodb"), policy)
+    share = policy.document.review.second_review_share
+    for item in queue.claim("rv-events", count=in_review):
+        queue.decide(
+            item.listing_id,
+            reviewer="rv-events",
+            version=item.version,
+            decision="keep",
+            reason="a graphics card, not a rig",
+        )
+    with function_environment(environment):
+        applied = invoke_handler(stack.handler("ApplyReviewsFunction"), sample("apply-reviews"))
+        again = invoke_handler(stack.handler("ApplyReviewsFunction"), sample("apply-reviews"))
+    kept = applied["outcomes"].get("KEPT", 0)
+    assert 0 < kept <= in_review and (share or kept == in_review)
+    assert applied["manifest"].endswith(applied["run_id"]) and again["run_id"] is None
 
     with function_environment(environment):
         access = invoke_handler(stack.handler("ManifestAccessFunction"), sample("manifest-access"))

@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from catalogue_purge.detect.policy import load_policy
-from catalogue_purge.job.events import FUNCTIONS, StartRun
+from catalogue_purge.job.events import FUNCTIONS, ApplyReviews, StartRun
 from catalogue_purge.job.local import _function_module
 from catalogue_purge.job.stack import Stack, load_template, schedule_parameters
 
@@ -131,8 +131,9 @@ def test_every_state_names_a_function_of_the_template(stack):
     functions = set(stack.of_type("AWS::Serverless::Function"))
     named = {state["Resource"] for state, _ in tasks(definition).values()}
     assert named <= functions
-    # Every function but the auditors' is a step of the run.
-    assert named == functions - {"ManifestAccessFunction"}
+    # Every function but the auditors' and the reviews' applier (on its own schedule) is a
+    # step of the run.
+    assert named == functions - {"ManifestAccessFunction", "ApplyReviewsFunction"}
     for name, state in definition["States"].items():
         for target in [state.get("Next"), state.get("Default")] + [
             c["Next"] for c in state.get("Choices", [])
@@ -206,7 +207,7 @@ def test_schedules_start_runs_at_the_policys_milestones(stack):
         "PenaltiesCutoffSchedule": "schedule-penalties-cutoff",
         "ResweepSchedule": "schedule-resweep",
     }
-    assert set(stack.of_type("AWS::Scheduler::Schedule")) == set(samples)
+    assert set(stack.of_type("AWS::Scheduler::Schedule")) == {*samples, "ReviewApplySchedule"}
     for schedule, sample in samples.items():
         props = stack.properties(schedule)
         assert stack.resolve(props["ScheduleExpressionTimezone"]) == milestones.time_zone
@@ -218,6 +219,15 @@ def test_schedules_start_runs_at_the_policys_milestones(stack):
         assert event == json.loads((ROOT / "events" / f"{sample}.json").read_text()), schedule
         start = StartRun.model_validate(event)
         assert policy.delisting_active(start.as_of)
+    # The reviews' applier: its schedule sends an ApplyReviews event of the policy (a sample).
+    props = stack.properties("ReviewApplySchedule")
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ApplyReviewsFunction", "Arn"]}
+    rendered = stack.resolve(props["Target"]["Input"]).replace(
+        "<aws.scheduler.scheduled-time>", "2021-10-20T02:00:00Z"
+    )
+    applier = json.loads(rendered)
+    assert applier == json.loads((ROOT / "events" / "apply-reviews.json").read_text())
+    assert ApplyReviews.model_validate(applier).policy_id == policy.id
     # A schedule delivered twice names the same run.
     first = StartRun.model_validate_json((ROOT / "events" / "plan-run.json").read_text())
     assert first.resolved_run_id() == "purge-20211007T160000Z"

@@ -223,6 +223,52 @@ class RunFinalized(BaseModel):
     parts: int
 
 
+class QueueReviews(BaseModel):
+    """A run's review findings into the review queue (after its manifest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(pattern=RUN_ID)
+    sweep_uri: str = Field(min_length=1)
+    runs_uri: str = Field(min_length=1)
+
+
+class ReviewsQueued(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    queued: int
+    already: int
+    rechecked: int
+    left: dict[str, int]
+    waiting: int = Field(description="items in the queue's lanes after this step")
+
+
+class ApplyReviews(BaseModel):
+    """What the applier's schedule sends: apply the decided items of a policy's queue as one
+    review run (as_of: the schedule's time; a delivery repeated finds nothing new or resumes
+    the same batch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy_id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    as_of: AwareDatetime | None = None
+    dry_run: bool = False
+    limit: int = Field(default=10_000, gt=0, le=100_000)
+
+
+class ReviewsApplied(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = Field(description="None: no decision waited to be applied")
+    outcomes: dict[str, int]
+    penalties: dict[str, int]
+    manifest: str | None
+    dry_run: bool
+    resumed: bool
+    sent_back: int
+
+
 class ManifestAccessRequest(BaseModel):
     """What an auditor asks the ManifestAccess function (query string of the Function URL):
     the runs of a policy, or download links for one run."""
@@ -244,6 +290,8 @@ FUNCTIONS: dict[str, tuple[type[BaseModel], type[BaseModel] | None, str]] = {
     "PenaltiesFunction": (ApplyPenalties, PenaltiesApplied, "apply-penalties"),
     "NoticesFunction": (SendNotices, NoticesSent, "send-notices"),
     "FinalizeRunFunction": (FinalizeRun, RunFinalized, "finalize-run"),
+    "QueueReviewsFunction": (QueueReviews, ReviewsQueued, "queue-reviews"),
+    "ApplyReviewsFunction": (ApplyReviews, ReviewsApplied, "apply-reviews"),
     # An HTTP request of the Function URL; the model parses its query string.
     "ManifestAccessFunction": (ManifestAccessRequest, None, "manifest-access"),
 }
