@@ -633,7 +633,30 @@ def print_local_run(result: Any, policy: Policy, as_of: datetime, args: argparse
     out.print(
         f"report: {result.manifest_folder / 'report.html' if result.manifest_folder else '-'}"
     )
+    _print_review_waiting(result.output.get("reviews"), args)
     return code
+
+
+def _print_review_waiting(reviews: dict | None, args: argparse.Namespace) -> None:
+    """How many listings wait for a person, and the command that opens the reviewers' page."""
+    if not reviews:
+        return
+    waiting = reviews["waiting"]
+    out.print(f"review queue: {waiting:,} listing(s) wait for a person to decide")
+    if not waiting:
+        return
+    if args.stack:
+        out.print(
+            f"  open the reviewers' page: catalogue-purge review serve --stack {args.stack} "
+            f"--policy {args.policy}"
+        )
+    else:
+        out.print(
+            "  this run's stack is gone with it; to review, run it in the lasting sandbox: "
+            f"catalogue-purge local up && catalogue-purge run --stack local --snapshot "
+            f"{args.snapshot} --policy {args.policy} --as-of {args.as_of} && "
+            f"catalogue-purge review serve --stack local --policy {args.policy}"
+        )
 
 
 def cmd_reinstate(args: argparse.Namespace) -> int:
@@ -941,6 +964,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit_commands(sub)
     _add_local_commands(sub)
     _add_tools(sub)
+    from catalogue_purge.cli_review import add_review_commands
+
+    add_review_commands(sub)
     return parser
 
 

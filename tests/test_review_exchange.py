@@ -1,0 +1,80 @@
+"""The queue in a spreadsheet (export, import) and as labelled listings for `policy evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from catalogue_purge.detect.evaluation import load_labelled
+from catalogue_purge.review.exchange import ImportError_, export_claimed, import_decisions
+from catalogue_purge.review.queue import State
+
+from .test_review_queue import candidate, queue  # noqa: F401 - the fixture
+
+
+def rows_of(path) -> list[dict]:
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")  # a byte-order mark: spreadsheets read UTF-8
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def write(path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_spreadsheet_round_trip_decides_and_labels(queue, tmp_path):
+    q = queue()
+    q.enqueue(
+        [candidate("L-1"), candidate("L-2", title="=cmd|' /C calc'!A0 майнинг"), candidate("L-3")],
+        "run-1",
+    )
+    sheet = tmp_path / "review.csv"
+    assert export_claimed(q, sheet, reviewer="rv-anna", count=3) == 3
+    rows = rows_of(sheet)
+    assert [r["listing_id"] for r in rows] == ["L-1", "L-2", "L-3"]
+    assert rows[1]["title"].startswith("'=")  # no cell starts a formula
+    rows[0] |= {"decision": "delist", "reason": "a rig part", "rules": "used-mining-gpus"}
+    rows[1] |= {"decision": "keep", "reason": "a book", "exemption_expires": "2022-03-31"}
+    write(sheet, rows)  # L-3 left undecided: given back
+    done = import_decisions(sheet, q, reviewer="rv-anna")
+    assert done.decided == {"delist": 1, "keep": 1} and done.released == 1
+    assert q.get("L-1").final["source"] == "spreadsheet"
+    assert q.get("L-3").state is State.WAITING
+
+    labels = tmp_path / "labels.jsonl"
+    from catalogue_purge.review.exchange import write_labels
+
+    assert write_labels(q, labels) == 2
+    labelled = {r["listing_id"]: r for r in load_labelled(labels)}
+    assert labelled["L-1"]["label"] == "prohibited" and labelled["L-2"]["label"] == "allowed"
+    assert json.loads(labels.read_text().splitlines()[0])["decided_by"] == "rv-anna"
+
+
+def test_a_bad_spreadsheet_is_refused_whole_naming_each_row(queue, tmp_path):
+    q = queue()
+    q.enqueue([candidate("L-1"), candidate("L-2"), candidate("L-3")], "run-1")
+    sheet = tmp_path / "review.csv"
+    export_claimed(q, sheet, reviewer="rv-anna", count=3)
+    rows = rows_of(sheet)
+    rows[0] |= {"decision": "delist", "reason": "rig"}  # no rules
+    rows[1] |= {"decision": "ban", "reason": "x"}
+    rows[2] |= {"decision": "keep", "reason": "", "version": "two"}
+    write(sheet, rows)
+    with pytest.raises(ImportError_) as refused:
+        import_decisions(sheet, q, reviewer="rv-anna")
+    message = str(refused.value)
+    assert "row 2 (L-1): a delisting cites its rules" in message
+    assert "row 3 (L-2): decision 'ban' is not one of" in message
+    assert "row 4 (L-3): version 'two' is not a number" in message
+    assert "row 4 (L-3): a keep decision needs its reason" in message
+    assert all(i.state is State.CLAIMED for i in q.waiting())  # nothing was decided
+
+    (tmp_path / "other.csv").write_text("id,verdict\n1,ok\n", encoding="utf-8")
+    with pytest.raises(ImportError_, match="no column listing_id, version, decision"):
+        import_decisions(tmp_path / "other.csv", q, reviewer="rv-anna")
