@@ -167,3 +167,37 @@ def cli(
     if expect is not None:
         assert done.returncode == expect, said
     return done
+
+
+def _policy_with_second_reviews(share: float):
+    from dataclasses import replace
+
+    from catalogue_purge.detect.policy import load_policy
+
+    policy = load_policy(SHIPPED_POLICY)
+    review = policy.document.review.model_copy(update={"second_review_share": share})
+    return replace(policy, document=policy.document.model_copy(update={"review": review}))
+
+
+@pytest.fixture
+def queue(aws):
+    """A review queue table of its own on moto's server: queue(share) with that share of
+    decisions going to a second reviewer (none by default)."""
+    import uuid
+
+    import boto3
+
+    from catalogue_purge.job.stack import Stack, create_table, load_template
+    from catalogue_purge.review.queue import ReviewQueue
+
+    def make(share: float = 0.0) -> ReviewQueue:
+        client = boto3.client("dynamodb")
+        name = create_table(
+            client,
+            Stack("t", load_template()),
+            "ReviewQueueTable",
+            name=f"queue-{uuid.uuid4().hex[:8]}",
+        )
+        return ReviewQueue(name, client, _policy_with_second_reviews(share))
+
+    return make

@@ -12,7 +12,7 @@ from catalogue_purge.detect.evaluation import load_labelled
 from catalogue_purge.review.exchange import ImportError_, export_claimed, import_decisions
 from catalogue_purge.review.queue import State
 
-from .test_review_queue import candidate, queue  # noqa: F401 - the fixture
+from .test_review_queue import candidate
 
 
 def rows_of(path) -> list[dict]:

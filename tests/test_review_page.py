@@ -16,7 +16,7 @@ from catalogue_purge.enforce.catalogue import InMemoryCatalogue, LiveListing, St
 from catalogue_purge.review.queue import Lane, State
 from catalogue_purge.review.serve import Desk, make_server
 
-from .test_review_queue import candidate, queue  # noqa: F401 - the fixture
+from .test_review_queue import candidate
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRED = os.environ.get("CATALOGUE_PURGE_REQUIRE_BROWSER") == "1"  # set by .ci/run
@@ -30,7 +30,7 @@ def browser():
         if REQUIRED:
             pytest.fail("chromium is not installed (apt-get install chromium)")
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with a browser
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -136,6 +136,7 @@ def test_a_hostile_title_is_shown_as_text_and_never_runs(browser, serve, queue):
     q.enqueue([candidate("L-1", title=HOSTILE)], "run-1")
     url = serve(Desk(q, "rv-anna", catalogue=catalogue_of("L-1", title=HOSTILE)))
     page, requests, errors = open_page(browser, url)
+    assert errors == []
     assert "<script>" in page.inner_text("#title")
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#title img, #title script").count() == 0

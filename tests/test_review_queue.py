@@ -28,28 +28,6 @@ from .conftest import SHIPPED_POLICY
 POLICY = load_policy(SHIPPED_POLICY)
 
 
-def with_share(share: float):
-    document = POLICY.document.model_copy(
-        update={"review": POLICY.document.review.model_copy(update={"second_review_share": share})}
-    )
-    return replace(POLICY, document=document)
-
-
-@pytest.fixture
-def queue(aws):
-    def make(share: float = 0.0) -> ReviewQueue:
-        client = boto3.client("dynamodb")
-        name = create_table(
-            client,
-            Stack("t", load_template()),
-            "ReviewQueueTable",
-            name=f"queue-{uuid.uuid4().hex[:8]}",
-        )
-        return ReviewQueue(name, client, with_share(share))
-
-    return make
-
-
 def candidate(listing: str, version: str = "2021-10-01T00:00:00.000000Z", **extra) -> Candidate:
     values = {
         "listing_id": listing,
