@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from catalogue_purge.detect.policy import load_policy
-from catalogue_purge.job.stack import Stack, create_table, load_template
 from catalogue_purge.review.queue import (
     Candidate,
     Conflict,
     Lane,
     Order,
     QueueError,
-    ReviewQueue,
     State,
     reviewer_id,
 )
