@@ -357,7 +357,9 @@ def apply_decisions(
         delisted,
     )
     if events is not None and bus:
-        notices = build_notices(run, rows, penalties.to_pylist(), folder)
+        # A person's decision on what detection found: no relist test was made by people.
+        rows_for_notices = [r | {"relist": False} for r in rows]
+        notices = build_notices(run, rows_for_notices, penalties.to_pylist(), folder)
         publish(notices, events, bus, RunStore(f"{runs_uri}/{run_id}/notices", NOTICE_SCHEMA))
     sent_back = _settle(queue, run_id, members, rows, catalogue)
     return ReviewRun(
