@@ -319,6 +319,12 @@ class Policy:
                 return rule
         raise KeyError(rule_id)
 
+    def clauses(self) -> dict[str, str]:
+        """Each rule's and each prohibited category's clause, by rule id (those with one)."""
+        by_rule = {r.id: r.clause for r in self.document.rules}
+        by_rule |= {category_rule_id(c.path): c.clause for c in self.document.prohibited_categories}
+        return {rule: clause for rule, clause in by_rule.items() if clause}
+
     def delisting_active(self, as_of: datetime) -> bool:
         ms = self.document.milestones
         return as_of >= ms.starts(ms.delisting_from)

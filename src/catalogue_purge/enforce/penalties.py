@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,6 +31,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from catalogue_purge.detect.policy import Penalties
+from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PurgeError
 
 NO_STEP = -1
@@ -426,6 +428,31 @@ def penalise(
         version=version,
     )
     return penalty
+
+
+def penalise_recorded(
+    offences: Sequence[Offence],
+    penalties: Penalties,
+    ledger: Ledger,
+    accounts: AccountService,
+    *,
+    store: RunStore,
+    concurrency: int = 8,
+) -> pa.Table:
+    """Penalise each offence's seller not yet recorded in `store` (a run's penalties), from a
+    few threads, recording them 500 at a time: a resumed step penalises no one twice. Every
+    penalty recorded, the earlier ones included."""
+    recorded = store.read_outcomes()
+    done = set(recorded.column("seller_id").to_pylist())
+    todo = [o for o in offences if o.seller_id not in done]
+    appended = [recorded]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="penalise") as pool:
+        for start in range(0, len(todo), 500):
+            chunk = todo[start : start + 500]
+            results = list(pool.map(lambda o: penalise(o, penalties, ledger, accounts), chunk))
+            appended.append(penalty_table(results))
+            store.append_outcomes(appended[-1])
+    return pa.concat_tables(appended)
 
 
 def offences_of(

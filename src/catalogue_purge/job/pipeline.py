@@ -27,7 +27,6 @@ import json
 import math
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -79,8 +78,7 @@ from catalogue_purge.enforce.penalties import (
     AccountService,
     Ledger,
     offences_of,
-    penalise,
-    penalty_table,
+    penalise_recorded,
 )
 from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.errors import PlanMismatch, PurgeError
@@ -557,18 +555,10 @@ def apply_penalties(
     offences = offences_of(
         event.run_id, policy.id, findings.to_pylist(), outcomes.read_outcomes().to_pylist()
     )
-    recorded = store.read_outcomes()
-    done = set(recorded.column("seller_id").to_pylist())
-    todo = [o for o in offences if o.seller_id not in done]
-    penalties = policy.document.penalties
-    statuses = recorded.column("status").to_pylist()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="penalise") as pool:
-        for start in range(0, len(todo), 500):
-            chunk = todo[start : start + 500]
-            results = list(pool.map(lambda o: penalise(o, penalties, ledger, accounts), chunk))
-            appended = penalty_table(results)
-            store.append_outcomes(appended)
-            statuses += appended.column("status").to_pylist()
+    penalised = penalise_recorded(
+        offences, policy.document.penalties, ledger, accounts, store=store, concurrency=concurrency
+    )
+    statuses = penalised.column("status").to_pylist()
     by_status = dict(Counter(statuses))
     why = f"{len(offences)} seller(s) with listings delisted by the run"
     store.write_marker({"applied": True, "reason": why, "sellers": len(offences)})

@@ -15,7 +15,7 @@ from typing import Any
 
 from catalogue_purge.detect.policy import load_policy, load_recorded
 from catalogue_purge.detect.sweep import findings_dataset
-from catalogue_purge.enforce.catalogue import Catalogue, LiveListing, Status, format_version
+from catalogue_purge.enforce.catalogue import Catalogue, Status, format_version
 from catalogue_purge.enforce.delist import OUTCOME_SCHEMA
 from catalogue_purge.enforce.penalties import AccountService, Ledger
 from catalogue_purge.enforce.runstore import RunStore
@@ -41,14 +41,6 @@ _FINDING_COLUMNS = [
 ]
 
 
-def _clauses_of(policy: Any) -> dict[str, str]:
-    from catalogue_purge.detect.policy import category_rule_id  # noqa: PLC0415
-
-    clauses = {r.id: r.clause for r in policy.document.rules}
-    clauses |= {category_rule_id(c.path): c.clause for c in policy.document.prohibited_categories}
-    return {k: v for k, v in clauses.items() if v}
-
-
 def queue_reviews(
     event: QueueReviews,
     policies_dir: Path,
@@ -66,23 +58,15 @@ def queue_reviews(
     queue = ReviewQueue(queue_table, client, policy)
     findings = findings_dataset(event.sweep_uri).to_table(columns=_FINDING_COLUMNS).to_pylist()
     review = [f for f in findings if f["decision"] == "review"]
-    clauses = _clauses_of(policy)
-
-    def live(listing_id: str) -> LiveListing | None:
-        return catalogue.get(listing_id)
+    clauses = policy.clauses()
 
     offences: dict[str, int] = {}
     if ledger is not None:
         for seller in sorted({f["seller_id"] for f in review}):
             offences[seller] = ledger.state(seller, policy.id)[1]
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue") as pool:
-        listings = dict(
-            zip(
-                [f["listing_id"] for f in review],
-                pool.map(live, [f["listing_id"] for f in review]),
-                strict=True,
-            )
-        )
+        ids = [f["listing_id"] for f in review]
+        listings = dict(zip(ids, pool.map(catalogue.get, ids), strict=True))
     candidates = [
         Candidate(
             listing_id=f["listing_id"],

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,8 +43,7 @@ from catalogue_purge.enforce.penalties import (
     AccountService,
     Ledger,
     offences_of,
-    penalise,
-    penalty_table,
+    penalise_recorded,
 )
 from catalogue_purge.enforce.runstore import RunStore
 from catalogue_purge.record.manifest import ManifestExists, Signer, run_folder, write_manifest
@@ -127,7 +125,7 @@ def _reserve(
         run_id = open_runs[0]
         members_uri = f"{runs_uri}/{run_id}/{MEMBERS_FILE}"
         if exists(members_uri):
-            members = [Item(**_item_fields(m)) for m in json.loads(read_bytes(members_uri))]
+            members = [Item.from_public(m) for m in json.loads(read_bytes(members_uri))]
         else:
             members = [i for i in decided if i.applying_run == run_id]
             _write_members(members_uri, members)
@@ -144,16 +142,6 @@ def _reserve(
         return None, [], False
     _write_members(f"{runs_uri}/{run_id}/{MEMBERS_FILE}", members)
     return run_id, members, False
-
-
-def _item_fields(stored: dict) -> dict:
-    from catalogue_purge.review.queue import Lane, State  # noqa: PLC0415 - the enums only
-
-    values = dict(stored)
-    values["state"] = State(values["state"])
-    values["lane"] = Lane(values["lane"]) if values.get("lane") else None
-    values.setdefault("history", [])
-    return values
 
 
 def _write_members(uri: str, members: list[Item]) -> None:
@@ -265,21 +253,16 @@ def _penalties(
     ]
     outcomes = [{"listing_id": r["listing_id"], "outcome": r["outcome"]} for r in rows]
     offences = offences_of(run_id, policy.id, findings, outcomes)
-    recorded = store.read_outcomes()
-    done = set(recorded.column("seller_id").to_pylist())
-    todo = [o for o in offences if o.seller_id not in done]
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="penalise") as pool:
-        results = list(
-            pool.map(lambda o: penalise(o, policy.document.penalties, ledger, accounts), todo)
-        )
-    store.append_outcomes(penalty_table(results))
+    penalised = penalise_recorded(
+        offences, policy.document.penalties, ledger, accounts, store=store
+    )
     marker = {
         "applied": True,
         "reason": f"{len(offences)} seller(s) with listings a person delisted",
         "sellers": len(offences),
     }
     store.write_marker(marker)
-    return marker, store.read_outcomes().sort_by("seller_id")
+    return marker, penalised.sort_by("seller_id")
 
 
 def apply_decisions(

@@ -186,6 +186,19 @@ class Item:
             and self.claim_expires > _iso(now)
         )
 
+    @classmethod
+    def from_public(cls, values: dict) -> Item:
+        """An item from its public() form (a review run's record of its members)."""
+        lane = values.get("lane")
+        return cls(
+            **values
+            | {
+                "state": State(values["state"]),
+                "lane": Lane(lane) if lane else None,
+                "history": values.get("history", []),
+            }
+        )
+
     def public(self) -> dict:
         """The item as the reviewers' page and the exports show it."""
         return {
@@ -243,6 +256,21 @@ def _lane_keys(policy_id: str, lane: Lane, enqueued_at: str, priority: int, list
         "oldest_key": f"{enqueued_at}#{listing}",
         "priority_key": f"{999_999 - priority:06d}#{enqueued_at}#{listing}",
     }
+
+
+def _archived(item: Item, **why: str) -> list[dict]:
+    """The item's history with its present version's decisions added (a re-check, or a
+    decision sent back), and why they were set aside."""
+    return [
+        *item.history,
+        {
+            "updated_at": item.updated_at,
+            "state": item.state.value,
+            "decisions": item.decisions,
+            "final": item.final,
+            **why,
+        },
+    ]
 
 
 @dataclass(frozen=True)
@@ -451,19 +479,8 @@ class ReviewQueue:
                 continue
             fresh = self._new_item(candidate, run_id, now)
             fresh.pop("item_id")
-            fresh["version"] = item.version + 1
-            fresh["history"] = [
-                *item.history,
-                {
-                    "updated_at": item.updated_at,
-                    "state": item.state.value,
-                    "decisions": item.decisions,
-                    "final": item.final,
-                    "rechecked_at": _iso(now),
-                    "by_run": run_id,
-                },
-            ]
-            fresh.pop("version")
+            fresh.pop("version")  # _update moves it on
+            fresh["history"] = _archived(item, rechecked_at=_iso(now), by_run=run_id)
             self._update(
                 item,
                 fresh,
@@ -696,12 +713,8 @@ class ReviewQueue:
         return cited
 
     def _clauses(self, rules: Sequence[str]) -> list[str]:
-        by_rule = {r.id: r.clause for r in self.policy.document.rules}
-        by_rule |= {
-            CATEGORY_RULE_PREFIX + c.path: c.clause
-            for c in self.policy.document.prohibited_categories
-        }
-        return sorted({clause for r in rules if (clause := by_rule.get(r))})
+        by_rule = self.policy.clauses()
+        return sorted({by_rule[r] for r in rules if r in by_rule})
 
     def _move(
         self,
@@ -783,18 +796,7 @@ class ReviewQueue:
         changes: dict[str, Any] = {
             "state": State.WAITING,
             "decisions": [],
-            "history": [
-                *item.history,
-                {
-                    "updated_at": item.updated_at,
-                    "state": item.state.value,
-                    "decisions": item.decisions,
-                    "final": item.final,
-                    "sent_back_at": _iso(now),
-                    "by_run": run_id,
-                    "why": why,
-                },
-            ],
+            "history": _archived(item, sent_back_at=_iso(now), by_run=run_id, why=why),
             "disputed": False,
         } | keys
         if updated_at is not None:
