@@ -428,6 +428,44 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_audit_dsa(args: argparse.Namespace) -> int:
+    """Statements of reasons only from a run that verifies with a trusted key (fail closed)."""
+    from catalogue_purge.record.audit import verify_run
+    from catalogue_purge.record.dsa import statements, write_batches
+
+    folder = args.folder
+    if not (folder / "digest.json").is_file():
+        raise PurgeError(f"{folder} is not a run folder (no digest.json): download the run first")
+    pinned = pinned_key(args, [folder])
+    if pinned is None:
+        raise PurgeError(f"{UNPINNED}; nothing was written")
+    verification = verify_run(folder, pinned)
+    if not verification.ok:
+        raise PurgeError(
+            f"run {folder.name} does not verify, nothing was written: "
+            + "; ".join(verification.problems)
+        )
+    policy = load_policy(args.policy)
+    recorded = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["policy"]
+    if (recorded["id"], recorded["sha256"]) != (policy.id, policy.sha256):
+        raise PurgeError(
+            f"run {folder.name} applied {recorded['id']} (sha256 {recorded['sha256'][:12]}), not "
+            f"{args.policy} ({policy.sha256[:12]}): give the policy file the run applied"
+        )
+    ladder = [step.model_dump() for step in policy.document.penalties.ladder]
+    found, left = statements(folder, ladder)
+    batches = write_batches(found, args.to)
+    if args.json:
+        emit_json(
+            {"statements": len(found), "batches": batches, "left_out": left, "to": str(args.to)}
+        )
+        return 0
+    out.print(f"{len(found):,} statement(s) of reasons in {batches:,} batch(es) -> {args.to}")
+    for why, count in left.items():
+        out.print(f"  left out: {count:,} {why}")
+    return 0
+
+
 def cmd_finalize(args: argparse.Namespace) -> int:
     from catalogue_purge import aws
     from catalogue_purge.detect.policy import shipped_policies
@@ -1097,6 +1135,16 @@ def _add_audit_commands(sub: Any) -> None:
     a.add_argument("--to", required=True, type=Path)
     _add_key_options(a)
     a.set_defaults(func=cmd_audit_download)
+    a = asub.add_parser(
+        "dsa", help="a verified run's EU/EEA decisions as DSA statements of reasons (batches)"
+    )
+    a.add_argument("folder", type=Path, help="a downloaded run folder")
+    a.add_argument("--policy", required=True, type=Path, help="the policy the run applied")
+    a.add_argument("--to", required=True, type=Path, help="JSON Lines: one API request per line")
+    _add_key_options(a)
+    a.add_argument("--stack", help="or trust the signing key of this stack (`local`)")
+    a.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
+    a.set_defaults(func=cmd_audit_dsa)
     a = asub.add_parser(
         "key", help="the stack's signing key (PEM) and its SHA-256 fingerprint, to publish"
     )

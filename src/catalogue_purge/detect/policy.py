@@ -229,6 +229,21 @@ class LadderStep(_Strict):
     id: Annotated[str, Field(pattern=_ID)]
     description: NonEmptyStr
     requires_approval: bool = False
+    # How the step reads in a DSA statement of reasons (audit dsa): the restriction of the
+    # seller's account or of the service, and for how many days (none: until lifted). A step
+    # without one (a warning) restricts nothing and has no statement.
+    dsa_restriction: (
+        Literal[
+            "DECISION_ACCOUNT_SUSPENDED",
+            "DECISION_ACCOUNT_TERMINATED",
+            "DECISION_PROVISION_PARTIAL_SUSPENSION",
+            "DECISION_PROVISION_TOTAL_SUSPENSION",
+            "DECISION_PROVISION_PARTIAL_TERMINATION",
+            "DECISION_PROVISION_TOTAL_TERMINATION",
+        ]
+        | None
+    ) = None
+    days: int | None = Field(default=None, gt=0)
 
 
 class Penalties(_Strict):
