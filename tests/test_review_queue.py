@@ -22,6 +22,9 @@ from .conftest import SHIPPED_POLICY
 
 POLICY = load_policy(SHIPPED_POLICY)
 
+# An exemption runs from the day it is granted: its expiry lies ahead.
+NEXT_YEAR = f"{datetime.now(UTC).year + 1}-06-30"
+
 
 def candidate(listing: str, version: str = "2021-10-01T00:00:00.000000Z", **extra) -> Candidate:
     values = {
@@ -160,6 +163,8 @@ def test_every_decision_needs_its_reason_and_a_delisting_its_rules(queue):
             exemption_expires="2022-01-01",
             **decide,
         )
+    with pytest.raises(QueueError, match="in the past"):
+        q.decide("L-1", decision="keep", reason="r", exemption_expires="2021-12-31", **decide)
     with pytest.raises(QueueError, match="pseudonymous"):
         q.decide("L-1", decision="keep", reason="r", reviewer="anna@example.com", version=1)
     done = q.decide("L-1", decision="delist", reason="a rig", rules=["used-mining-gpus"], **decide)
@@ -203,7 +208,7 @@ def test_escalation_goes_to_the_second_tier_alone(queue):
         version=taken.version,
         decision="keep",
         reason="a GPU",
-        exemption_expires="2022-06-30",
+        exemption_expires=NEXT_YEAR,
     )
     assert done.state is State.DECIDED and done.final is not None and done.final["escalated"]
 

@@ -220,6 +220,21 @@ def cmd_labels(args: argparse.Namespace) -> int:
     return 0 if count else 1
 
 
+def cmd_exemptions(args: argparse.Namespace) -> int:
+    from catalogue_purge.detect.policy import exemptions_path
+    from catalogue_purge.review.exchange import write_exemptions
+
+    ctx = _context(args)
+    current = exemptions_path(Path(args.policy))
+    added, kept = write_exemptions(ctx.queue, current, args.out)
+    out.print(
+        f"{args.out}: {kept:,} exemption(s) of {current.name} and {added:,} from reviewers' keep "
+        f"decisions. Review the change, then put it in place of {current}: the next sweep "
+        "applies it (and sweeps in full, as after any change of exemptions)"
+    )
+    return 0
+
+
 def add_review_commands(sub: Any) -> None:
     p = sub.add_parser("review", help="the review queue: people decide the doubtful listings")
     rsub = p.add_subparsers(dest="review_command", required=True)
@@ -271,3 +286,9 @@ def add_review_commands(sub: Any) -> None:
     reviewer(c)
     c = command("labels", "the decided items as a labelled file for `policy evaluate`", cmd_labels)
     c.add_argument("--out", required=True, type=Path)
+    c = command(
+        "exemptions",
+        "the policy's exemptions file with the reviewers' exemptions added",
+        cmd_exemptions,
+    )
+    c.add_argument("--out", required=True, type=Path, help="where to write it, for review")

@@ -285,3 +285,53 @@ def write_labels(queue: ReviewQueue, out: Path) -> int:
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
     )
     return len(rows)
+
+
+def proposed_exemptions(queue: ReviewQueue) -> list[dict]:
+    """The keep decisions that grant an exemption, as entries of the policy's exemptions file:
+    the listing, exempt from the rules it was found under, until the date the reviewer gave."""
+    entries = []
+    for item in sorted(queue.items(), key=lambda i: i.listing_id):
+        final = item.final or {}
+        if final.get("decision") != Decision.KEEP or not final.get("exemption_expires"):
+            continue
+        entries.append(
+            {
+                "id": f"review-{item.listing_id}",
+                "listing_id": item.listing_id,
+                "rules": sorted(item.rule_ids) or ["*"],
+                "reason": final["reason"],
+                "granted_by": final["reviewer"],
+                "granted_at": final["at"][:10],
+                "expires": final["exemption_expires"],
+            }
+        )
+    return entries
+
+
+def write_exemptions(queue: ReviewQueue, current: Path, out: Path) -> tuple[int, int]:
+    """The policy's exemptions file (`current`, if there is one) with the reviewers' exemptions
+    added, written to `out` for a reviewed change; checked by loading the policy with it.
+    (added, kept as they were)."""
+    import yaml  # noqa: PLC0415 - only this command writes YAML
+
+    from catalogue_purge.detect.policy import load_policy  # noqa: PLC0415
+
+    existing: dict = {"policy": queue.policy.id, "exemptions": []}
+    if current.is_file():
+        existing = yaml.safe_load(current.read_text(encoding="utf-8")) or existing
+    have = {e["id"] for e in existing.get("exemptions") or []}
+    added = [e for e in proposed_exemptions(queue) if e["id"] not in have]
+    document = {
+        "policy": queue.policy.id,
+        "exemptions": [*(existing.get("exemptions") or []), *added],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "# Exemptions of the policy; entries with ids review-* come from reviewers' keep\n"
+        "# decisions (catalogue-purge review exemptions). Review the change, then commit it.\n"
+        + yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=100)
+    )
+    out.write_text(text, encoding="utf-8")
+    load_policy(queue.policy.path, exemptions=out)  # a bad entry is refused here, named
+    return len(added), len(have)

@@ -704,12 +704,17 @@ class ReviewQueue:
             raise QueueError(f"listing {listing_id}: only a keep decision grants an exemption")
         if exemption_expires:
             try:
-                datetime.strptime(exemption_expires, "%Y-%m-%d")
+                expires = datetime.strptime(exemption_expires, "%Y-%m-%d").replace(tzinfo=UTC)
             except ValueError:
                 raise QueueError(
                     f"listing {listing_id}: exemption expiry {exemption_expires!r} is not a "
                     "date (YYYY-MM-DD)"
                 ) from None
+            if expires.date() < _now().date():
+                raise QueueError(
+                    f"listing {listing_id}: exemption expiry {exemption_expires} is in the past "
+                    "(an exemption is granted today)"
+                )
         return cited
 
     def _clauses(self, rules: Sequence[str]) -> list[str]:
