@@ -193,3 +193,55 @@ def test_a_crash_mid_apply_resumes_with_nothing_done_twice(world):
     assert {queue.get(f"L-{n}").state for n in range(1, 5)} == {State.APPLIED}
     # Before the penalty date: no penalty.
     assert done.penalties == {}
+
+
+def test_only_the_second_tier_decides_an_account_level_penalty(world):
+    from catalogue_purge.review.queue import QueueError
+
+    queue = world["queue"]
+    [item] = queue.claim("rv-anna")
+    with pytest.raises(QueueError, match="only the second tier"):
+        queue.decide(
+            item.listing_id,
+            reviewer="rv-anna",
+            version=item.version,
+            decision="delist",
+            reason="a rig",
+            rules=["used-mining-gpus"],
+            account_step="account-closed",
+        )
+    queue.decide(
+        item.listing_id,
+        reviewer="rv-anna",
+        version=item.version,
+        decision="escalate",
+        reason="the seller hides miners on purpose",
+    )
+    [up] = queue.claim("rv-lead", tier=2)
+    with pytest.raises(QueueError, match="not a step of the ladder"):
+        queue.decide(
+            up.listing_id,
+            reviewer="rv-lead",
+            tier=2,
+            version=up.version,
+            decision="delist",
+            reason="r",
+            rules=["used-mining-gpus"],
+            account_step="banished",
+        )
+    queue.decide(
+        up.listing_id,
+        reviewer="rv-lead",
+        tier=2,
+        version=up.version,
+        decision="delist",
+        reason="deliberate evasion across categories",
+        rules=["used-mining-gpus"],
+        account_step="account-closed",
+    )
+    done = apply(world, as_of=datetime(2021, 10, 20, tzinfo=UTC))
+    # A first offence, yet the account is closed: the second tier decided it (its approval).
+    assert done.penalties == {"applied": 1}
+    step, offences, _ = world["ledger"].state(up.seller_id, POLICY.id)
+    ladder = [s.id for s in POLICY.document.penalties.ladder]
+    assert (ladder[step], offences) == ("account-closed", 1)

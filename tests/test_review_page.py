@@ -199,3 +199,25 @@ def test_the_api_wants_the_pages_token_and_a_loopback_host(serve, queue):
     with urllib.request.urlopen(url, timeout=10) as answer:
         policy = answer.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+
+
+def test_the_second_tier_decides_an_escalation_with_an_account_penalty(browser, serve, queue):
+    q = queue()
+    q.enqueue([candidate("L-1")], "run-1")
+    [item] = q.claim("rv-anna")
+    q.decide("L-1", reviewer="rv-anna", version=item.version, decision="escalate", reason="?")
+    first, _, _ = open_page(browser, serve(Desk(q, "rv-anna", catalogue=catalogue_of("L-1"))))
+    expect(first.locator("#empty")).to_be_visible()  # tier 1 never gets an escalation
+    assert first.locator("#account-step-row").is_hidden()
+    lead, _, errors = open_page(
+        browser, serve(Desk(q, "rv-lead", tier=2, catalogue=catalogue_of("L-1")))
+    )
+    assert lead.inner_text("#listing-id") == "L-1"
+    lead.select_option("#account-step", "account-frozen")
+    lead.fill("#reason", "hides miners on purpose")
+    lead.click("button[data-decision=delist]")
+    lead.wait_for_selector("#empty:not([hidden])")
+    decided = q.get("L-1")
+    assert decided is not None and decided.final is not None
+    assert (decided.final["account_step"], decided.final["tier"]) == ("account-frozen", 2)
+    assert errors == []

@@ -63,6 +63,9 @@ class Offence:
     rules: tuple[str, ...]
     evasion: bool
     relist: bool
+    # A step of the ladder (its index) a person of the second tier decided for the seller: the
+    # seller goes at least that far, and no further approval is asked for it.
+    decided_step: int = NO_STEP
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def next_step(before: int, offence: Offence, penalties: Penalties) -> int:
         after = max(after, before + penalties.evasion_jump)
     if offence.relist and before >= 0:  # a relist after (at least) a warning
         after = max(after, before + penalties.relist_after_warning_jump)
-    return min(after, len(penalties.ladder) - 1)
+    return max(min(after, len(penalties.ladder) - 1), offence.decided_step)
 
 
 def applicable(before: int, wanted: int, penalties: Penalties) -> int:
@@ -111,6 +114,8 @@ def reason(offence: Offence, offences: int, penalties: Penalties, before: int, a
         what.append(f"relist after a warning (+{penalties.relist_after_warning_jump})")
     elif offence.relist:
         what.append("relist")
+    if offence.decided_step >= 0:
+        what.append(f"the second tier decided {penalties.ladder[offence.decided_step].id}")
     step = penalties.ladder[after].id if after >= 0 else "none"
     return f"offence {offences}: " + "; ".join(what) + f"; step {step}"
 
@@ -392,7 +397,9 @@ def penalise(
             break
         before = ledger.state(offence.seller_id, offence.policy_id)
         wanted = next_step(before[0], offence, penalties)
-        after = applicable(before[0], wanted, penalties)
+        # A step the second tier decided is its own approval.
+        decided = offence.decided_step >= 0 and wanted == offence.decided_step
+        after = wanted if decided else applicable(before[0], wanted, penalties)
         count = before[1] + 1
         why = reason(offence, count, penalties, before[0], wanted)
         if wanted != after:

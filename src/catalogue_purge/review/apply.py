@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +79,7 @@ DECISION_SCHEMA = pa.schema(
         ("escalated", pa.bool_()),
         ("evasion", pa.bool_()),
         ("exemption_expires", pa.string()),
+        ("account_step", pa.string()),  # the second tier's account-level penalty
         ("automated_detection", pa.bool_()),
         ("automated_decision", pa.string()),
         ("queued_by_run", pa.string()),
@@ -204,6 +205,7 @@ def _decision_rows(
                 "escalated": bool(final.get("escalated")),
                 "evasion": bool(final.get("evasion")),
                 "exemption_expires": final.get("exemption_expires"),
+                "account_step": final.get("account_step"),
                 "automated_detection": True,
                 "automated_decision": AUTOMATED_DECISION,
                 "queued_by_run": m.run_id,
@@ -252,7 +254,17 @@ def _penalties(
         for r in rows
     ]
     outcomes = [{"listing_id": r["listing_id"], "outcome": r["outcome"]} for r in rows]
-    offences = offences_of(run_id, policy.id, findings, outcomes)
+    # The second tier's account-level decisions: each seller at least at the step it decided.
+    steps = [s.id for s in policy.document.penalties.ladder]
+    decided: dict[str, int] = {}
+    for r in rows:
+        if r.get("account_step") in steps and r["outcome"] == "DELISTED":
+            index = steps.index(r["account_step"])
+            decided[r["seller_id"]] = max(decided.get(r["seller_id"], index), index)
+    offences = [
+        replace(o, decided_step=decided.get(o.seller_id, o.decided_step))
+        for o in offences_of(run_id, policy.id, findings, outcomes)
+    ]
     penalised = penalise_recorded(
         offences, policy.document.penalties, ledger, accounts, store=store
     )

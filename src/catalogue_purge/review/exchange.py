@@ -50,8 +50,16 @@ EXPORT_COLUMNS = (
     "rules",
     "evasion",
     "exemption_expires",
+    "account_step",
 )
-_DECIDED_BY_PEOPLE = ("decision", "reason", "rules", "evasion", "exemption_expires")
+_DECIDED_BY_PEOPLE = (
+    "decision",
+    "reason",
+    "rules",
+    "evasion",
+    "exemption_expires",
+    "account_step",
+)
 DESCRIPTION_CELL = 2_000
 
 
@@ -118,6 +126,7 @@ class Row:
     rules: tuple[str, ...]
     evasion: bool | None
     exemption_expires: str | None
+    account_step: str | None = None
 
 
 @dataclass
@@ -174,6 +183,7 @@ def _check_row(
             cited,
             None if not evasion else evasion in ("true", "yes"),
             expires,
+            _cell(raw, "account_step") or None,
         ),
         [],
     )
@@ -237,6 +247,7 @@ def import_decisions(path: Path, queue: ReviewQueue, *, reviewer: str, tier: int
                 rules=row.rules,
                 evasion=row.evasion,
                 exemption_expires=row.exemption_expires,
+                account_step=row.account_step,
                 source="spreadsheet",
             )
             done.decided[row.decision] = done.decided.get(row.decision, 0) + 1

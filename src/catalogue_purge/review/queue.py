@@ -627,6 +627,7 @@ class ReviewQueue:
         rules: Sequence[str] = (),
         evasion: bool | None = None,
         exemption_expires: str | None = None,
+        account_step: str | None = None,
         source: str = "page",
     ) -> Item:
         """A reviewer's decision on an item the reviewer holds (see the module for the lanes it
@@ -642,6 +643,8 @@ class ReviewQueue:
             raise QueueError(f"listing {listing_id}: a {chosen.value} decision needs its reason")
         item = self._held(listing_id, reviewer, version)
         cited = self._checked(item, chosen, rules, exemption_expires)
+        if account_step:
+            self._check_account_step(item, chosen, tier, account_step)
         if item.lane is Lane.ESCALATED and tier != 2:
             raise QueueError(f"listing {listing_id} is escalated: the second tier decides it")
         if chosen is Decision.ESCALATE and tier == 2:
@@ -657,6 +660,7 @@ class ReviewQueue:
             "clauses": self._clauses(cited),
             "evasion": item.evasion if evasion is None else evasion,
             "exemption_expires": exemption_expires,
+            "account_step": account_step or None,
             "at": _iso(now),
             "source": source,
         }
@@ -716,6 +720,22 @@ class ReviewQueue:
                     "(an exemption is granted today)"
                 )
         return cited
+
+    def _check_account_step(self, item: Item, chosen: Decision, tier: int, step: str) -> None:
+        """An account-level penalty: the second tier's alone, on a delisting, a ladder step."""
+        steps = [s.id for s in self.policy.document.penalties.ladder]
+        if tier != 2:
+            raise QueueError(
+                f"listing {item.listing_id}: only the second tier decides account-level "
+                "penalties (escalate it)"
+            )
+        if chosen is not Decision.DELIST:
+            raise QueueError(f"listing {item.listing_id}: a penalty goes with a delisting")
+        if step not in steps:
+            raise QueueError(
+                f"listing {item.listing_id}: {step!r} is not a step of the ladder "
+                f"({', '.join(steps)})"
+            )
 
     def _clauses(self, rules: Sequence[str]) -> list[str]:
         by_rule = self.policy.clauses()

@@ -110,6 +110,7 @@ def _page(token: str, nonce: str, desk: Desk) -> bytes:
             "tier": desk.tier,
             "policy": desk.queue.policy.id,
             "rules": desk.rules(),
+            "steps": [s.id for s in desk.queue.policy.document.penalties.ladder],
         }
     ).replace("<", "\\u003c")  # inside a <script>: no "</script>" can end it
     return template.replace("{{NONCE}}", nonce).replace("{{CONFIG}}", config).encode("utf-8")
@@ -256,4 +257,5 @@ def _decide(desk: Desk, body: dict) -> Item:
         rules=[str(r) for r in rules],
         evasion=bool(body["evasion"]) if "evasion" in body else None,
         exemption_expires=str(body["exemption_expires"]) if body.get("exemption_expires") else None,
+        account_step=str(body["account_step"]) if body.get("account_step") else None,
     )
