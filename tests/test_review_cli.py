@@ -7,9 +7,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
 
+import boto3
 import pytest
 
+from catalogue_purge.detect.policy import load_policy
+from catalogue_purge.review.queue import ReviewQueue
 from catalogue_purge.synthetic import generate_snapshot
 
 from .conftest import SHIPPED_POLICY, cli
@@ -20,7 +30,7 @@ POLICY = ["--stack", "local", "--policy", str(SHIPPED_POLICY)]
 
 
 def test_review_commands_through_a_season(tmp_path, sandbox):  # noqa: F811 - the fixture
-    generate_snapshot(tmp_path / "snapshot", rows=2_000, files=1, seed=7)
+    generate_snapshot(tmp_path / "snapshot", rows=10_000, files=1, seed=7)
     cli("local", "up", cwd=tmp_path, env=sandbox)
     ran = season_run(tmp_path, sandbox, tmp_path / "snapshot", "2021-10-20")
     assert "listing(s) wait for a person to decide" in ran.stdout
@@ -56,7 +66,11 @@ def test_review_commands_through_a_season(tmp_path, sandbox):  # noqa: F811 - th
     assert "2 item(s) claimed for rv-anna for 2 h" in exported.stdout
     rows = list(csv.DictReader(io.StringIO(sheet.read_bytes().decode("utf-8-sig"))))
     assert len(rows) == 2
-    rows[0] |= {"decision": "keep", "reason": "a graphics card sold alone"}
+    rows[0] |= {
+        "decision": "keep",
+        "reason": "a graphics card sold alone",
+        "exemption_expires": f"{datetime.now(UTC).year + 1}-06-30",
+    }
     rows[1] |= {
         "decision": "delist",
         "reason": "a rig frame",
@@ -88,6 +102,11 @@ def test_review_commands_through_a_season(tmp_path, sandbox):  # noqa: F811 - th
         cli("review", "apply", *POLICY, "--dry-run", "--json", cwd=tmp_path, env=sandbox).stdout
     )
     assert dry["dry_run"] and sum(dry["outcomes"].values()) >= 1
+    # One decision per review run: two runs, each chained.
+    first = json.loads(
+        cli("review", "apply", *POLICY, "--limit", "1", "--json", cwd=tmp_path, env=sandbox).stdout
+    )
+    assert sum(first["outcomes"].values()) == 1
     applied = cli(
         "review",
         "apply",
@@ -120,4 +139,85 @@ def test_review_commands_through_a_season(tmp_path, sandbox):  # noqa: F811 - th
     labelled = [json.loads(line) for line in labels.read_text().splitlines()]
     assert {r["label"] for r in labelled} <= {"prohibited", "allowed"} and len(labelled) >= 1
     listed = cli("audit", "list", "--stack", "local", "--json", cwd=tmp_path, env=sandbox)
-    assert any(str(r.get("run_id", "")).startswith("review-") for r in json.loads(listed.stdout))
+    assert (
+        sum(str(r.get("run_id", "")).startswith("review-") for r in json.loads(listed.stdout)) == 2
+    )
+
+    # The keep decision's exemption, as an exemptions file to review.
+    proposed = tmp_path / "proposed.exemptions.yaml"
+    said = cli(
+        "review",
+        "exemptions",
+        *POLICY,
+        "--out",
+        str(proposed),
+        cwd=tmp_path,
+        env={**sandbox, "COLUMNS": "500"},
+    ).stdout
+    assert "1 from reviewers' keep decisions" in said
+    assert f"review-{rows[0]['listing_id']}" in proposed.read_text()
+
+    # The page: a free port, the second tier, by priority, opened in "the browser" ($BROWSER).
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "catalogue_purge.cli",
+            "review",
+            "serve",
+            *POLICY,
+            "--port",
+            "0",
+            "--reviewer",
+            "rv-serve",
+            "--tier",
+            "2",
+            "--order",
+            "priority",
+            "--open",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, **sandbox, "BROWSER": f"{browser} %s", "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line.replace("\n", ""))
+        assert url and "rv-serve (tier 2)" in line, line
+        page = urllib.request.urlopen(url.group(0), timeout=30).read().decode()
+        config = json.loads(re.search(r"const CONFIG = (.*);\n", page).group(1))
+        assert (config["tier"], config["reviewer"]) == (2, "rv-serve")
+        request = urllib.request.Request(
+            f"{url.group(0)}api/next", headers={"X-Review-Token": config["token"]}
+        )
+        served = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        status = json.loads(
+            cli("review", "status", *POLICY, "--json", cwd=tmp_path, env=sandbox).stdout
+        )
+        assert served["item"] is not None and status["counts"]["CLAIMED"] >= 1
+        # By priority: no waiting item outranks the one served (read from the sandbox's table).
+        state = json.loads((tmp_path / "sandbox" / "sandbox.json").read_text())
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=state["endpoint"],
+            region_name=state["stack"]["region"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        table = state["stack"]["physical"]["ReviewQueueTable"]
+        others = ReviewQueue(table, client, load_policy(SHIPPED_POLICY)).waiting()
+        assert served["item"]["priority"] >= max(i.priority for i in others)
+        for _ in range(100):
+            if opened.exists():
+                break
+            time.sleep(0.1)
+        assert opened.read_text().strip() == url.group(0)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
