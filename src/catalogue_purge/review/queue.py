@@ -315,14 +315,38 @@ class ReviewQueue:
                 pending = answer.get("UnprocessedKeys") or {}
         return found
 
-    def lane(self, lane: Lane, order: Order = Order.OLDEST) -> Iterator[Item]:
-        """A lane's items in its order (claimed ones included)."""
+    def lane(
+        self,
+        lane: Lane,
+        order: Order = Order.OLDEST,
+        *,
+        claimable_at: datetime | None = None,
+        claimed_by: str | None = None,
+    ) -> Iterator[Item]:
+        """A lane's items in its order (claimed ones included). The index answers only those
+        a claim may take at `claimable_at` (waiting, or their claim expired), or only the ones
+        `claimed_by` holds: a long lane is not read whole for the next item."""
+        values: dict[str, Any] = {":lane": {"S": f"{self.policy.id}#{lane.value}"}}
+        query: dict[str, Any] = {}
+        if claimable_at is not None:
+            query["FilterExpression"] = "#s = :waiting OR (#s = :claimed AND claim_expires < :now)"
+            values |= {
+                ":waiting": {"S": State.WAITING.value},
+                ":claimed": {"S": State.CLAIMED.value},
+                ":now": {"S": _iso(claimable_at)},
+            }
+        elif claimed_by is not None:
+            query["FilterExpression"] = "#s = :claimed AND claimed_by = :reviewer"
+            values |= {":claimed": {"S": State.CLAIMED.value}, ":reviewer": {"S": claimed_by}}
+        if query:
+            query["ExpressionAttributeNames"] = {"#s": "state"}
         paginator = self.client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self.table,
             IndexName=INDEX[order],
             KeyConditionExpression="lane = :lane",
-            ExpressionAttributeValues={":lane": {"S": f"{self.policy.id}#{lane.value}"}},
+            ExpressionAttributeValues=values,
+            **query,
         ):
             for raw in page["Items"]:
                 yield _from_dynamo(raw)
@@ -545,8 +569,8 @@ class ReviewQueue:
         return [
             item
             for lane in self._lanes_for(tier)
-            for item in self.lane(lane)
-            if item.claimed_by == reviewer and item.claim_live(now)
+            for item in self.lane(lane, claimed_by=reviewer)
+            if item.claim_live(now)
         ]
 
     def claim(
@@ -567,7 +591,7 @@ class ReviewQueue:
         for lane in self._lanes_for(tier):
             if len(got) >= count:
                 break
-            for item in self.lane(lane, order):
+            for item in self.lane(lane, order, claimable_at=now):
                 if len(got) >= count:
                     break
                 if not self._claimable(item, reviewer, now):
