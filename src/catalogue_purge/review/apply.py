@@ -46,6 +46,7 @@ from catalogue_purge.enforce.penalties import (
     penalise_recorded,
 )
 from catalogue_purge.enforce.runstore import RunStore
+from catalogue_purge.errors import PurgeError
 from catalogue_purge.record.manifest import ManifestExists, Signer, run_folder, write_manifest
 from catalogue_purge.review.queue import Item, ReviewQueue
 from catalogue_purge.storage import exists, read_bytes, write_bytes
@@ -242,7 +243,7 @@ def _penalties(
         store.write_marker(marker)
         return marker, PENALTY_SCHEMA.empty_table()
     if ledger is None or accounts is None:
-        raise ValueError("penalties are due: the ledger and the account service are needed")
+        raise PurgeError("penalties are due: the ledger and the account service are needed")
     findings = [
         {
             "listing_id": r["listing_id"],
