@@ -1220,7 +1220,7 @@ def _print_sandbox(sandbox: Any) -> None:
     out.print(f"folder: {sandbox.folder}; stack {sandbox.stack.name}")
     for logical in ("DataBucket", "ManifestsBucket", "ListingsTable", "SellerLedgerTable"):
         out.print(f"  {logical}: {names[logical]}")
-    out.print("use it with --stack local (run, reinstate, audit list, audit download)")
+    out.print("use it with --stack local (run, reinstate, review, audit list, audit download)")
 
 
 def cmd_local_down(args: argparse.Namespace) -> int:

@@ -102,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     out.print(
         f"reviewing {ctx.policy.id} as {desk.reviewer} (tier {desk.tier}): {url}  (Ctrl+C stops)"
     )
+    out.file.flush()  # the address now, also when the output goes to a file or a pipe
     if args.open:
         webbrowser.open(url)
     try:
