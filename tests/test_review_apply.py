@@ -245,3 +245,27 @@ def test_only_the_second_tier_decides_an_account_level_penalty(world):
     step, offences, _ = world["ledger"].state(up.seller_id, POLICY.id)
     ladder = [s.id for s in POLICY.document.penalties.ladder]
     assert (ladder[step], offences) == ("account-closed", 1)
+
+
+class Bus:
+    """An EventBridge client that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def put_events(self, Entries: list[dict]) -> dict:
+        self.sent += Entries
+        return {"Entries": [{"EventId": f"e-{len(self.sent)}-{n}"} for n in range(len(Entries))]}
+
+
+def test_the_sellers_notices_say_a_person_decided(world):
+    decide_all(world["queue"], {"L-1": "delist", "L-2": "keep", "L-3": "keep", "L-4": "delist"})
+    bus = Bus()
+    done = apply(world, as_of=datetime(2021, 10, 10, tzinfo=UTC), events=bus, bus="notices")
+    details = [json.loads(e["Detail"]) for e in bus.sent]
+    assert sorted(d["seller_id"] for d in details) == ["S-0", "S-1"]  # L-4 and L-1
+    for detail in details:
+        assert detail["run_id"] == done.run_id and detail["manifest"] == done.manifest
+        assert [x["automated_decision"] for x in detail["delistings"]] == ["partially"]
+    again = apply(world, as_of=datetime(2021, 10, 10, tzinfo=UTC), events=bus, bus="notices")
+    assert again.run_id is None and len(bus.sent) == 2  # nothing sent twice

@@ -139,9 +139,47 @@ def test_review_commands_through_a_season(tmp_path, sandbox):  # noqa: F811 - th
     labelled = [json.loads(line) for line in labels.read_text().splitlines()]
     assert {r["label"] for r in labelled} <= {"prohibited", "allowed"} and len(labelled) >= 1
     listed = cli("audit", "list", "--stack", "local", "--json", cwd=tmp_path, env=sandbox)
-    assert (
-        sum(str(r.get("run_id", "")).startswith("review-") for r in json.loads(listed.stdout)) == 2
+    runs = json.loads(listed.stdout)
+    assert sum(str(r.get("run_id", "")).startswith("review-") for r in runs) == 2
+    # The whole chain, the purge and the two review runs, verifies with the stack's key; and
+    # a review run exports as DSA statements of reasons.
+    chain = tmp_path / "chain"
+    for run in runs:
+        cli(
+            "audit",
+            "download",
+            run["run_id"],
+            "--stack",
+            "local",
+            "--to",
+            str(chain),
+            cwd=tmp_path,
+            env=sandbox,
+        )
+    verified = json.loads(
+        cli(
+            "audit", "verify", str(chain), "--stack", "local", "--json", cwd=tmp_path, env=sandbox
+        ).stdout
     )
+    assert verified["verified"] and len(verified["runs"]) == len(runs) == 3
+    review_run = next(r["run_id"] for r in runs if r["run_id"].startswith("review-"))
+    dsa = json.loads(
+        cli(
+            "audit",
+            "dsa",
+            str(chain / review_run),
+            "--policy",
+            str(SHIPPED_POLICY),
+            "--to",
+            str(tmp_path / "dsa.jsonl"),
+            "--stack",
+            "local",
+            "--json",
+            cwd=tmp_path,
+            env=sandbox,
+        ).stdout
+    )
+    assert dsa["batches"] <= 1
 
     # The keep decision's exemption, as an exemptions file to review.
     proposed = tmp_path / "proposed.exemptions.yaml"
