@@ -217,6 +217,8 @@ def test_a_run_with_no_findings_writes_a_complete_manifest_once(policy, tmp_path
         "delisted-00000.csv",
         "review-00000.parquet",
         "review-00000.csv",
+        "shadow-00000.parquet",
+        "shadow-00000.csv",
         "report.html",
     }
     with pytest.raises(ManifestExists):
@@ -394,6 +396,56 @@ def test_exempted_listings_are_listed_with_their_grounds_and_counted(tmp_path, s
     assert manifest["counts"]["exempted"] == 1
     assert "<b>1</b>exempted" in (folder / "report.html").read_text(encoding="utf-8")
     assert pq.read_table(folder / "exempted-00000.parquet").num_rows == 1
+
+
+def test_rules_in_shadow_have_their_own_table_and_counts(tmp_path, signer):
+    """A rule tried in shadow: the manifest lists what it matched and what it would have made
+    of each listing, counts it, and the report says so; the counts are verified."""
+    from catalogue_purge.detect.policy import load_policy
+    from catalogue_purge.record.audit import _verify_counts
+
+    from .conftest import SHIPPED_POLICY
+
+    trial = (
+        "  - id: trial-hash-box\n    description: a rule being tried\n"
+        '    clause: "1.2(a) Mining hardware"\n    weight: 10\n    mode: shadow\n'
+        "    terms:\n      en: [hash box]\n\n"
+    )
+    text = SHIPPED_POLICY.read_text(encoding="utf-8")
+    marker = "  # ---------------------------------------------------------------- counter-evidence"
+    assert marker in text
+    path = tmp_path / "policies" / SHIPPED_POLICY.name
+    path.parent.mkdir()
+    path.write_text(text.replace(marker, trial + marker), encoding="utf-8")
+    policy = load_policy(path)
+    rows = [
+        *ROWS,
+        listing("L-5", "Silent hash box for the office", "Computer & Office > Servers"),
+        listing("L-6", "Antminer S9 in a hash box", "Computer & Office > Servers"),
+    ]
+    tables, run = make_tables(policy, tmp_path, rows=rows)
+    shadow = {r["listing_id"]: r for r in tables["shadow"].to_pylist()}
+    assert sorted(shadow) == ["L-5", "L-6"]
+    assert (shadow["L-5"]["decision"], shadow["L-5"]["shadow_decision"]) == ("none", "delist")
+    assert shadow["L-5"]["changed"] is True and shadow["L-5"]["shadow_terms"] == ["hash box"]
+    assert (shadow["L-6"]["decision"], shadow["L-6"]["changed"]) == ("delist", False)
+    assert all(r["shadow_rule_ids"] == ["trial-hash-box"] for r in shadow.values())
+    assert "L-5" not in {r["listing_id"] for r in tables["delisted"].to_pylist()}
+
+    folder = write_run(tmp_path / "m", "run-1", tables, run, signer)
+    assert problems([folder]) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["shadow"] == {
+        "rows": 2,
+        "by_rule": {"trial-hash-box": 2},
+        "by_change": {"none->delist": 1},
+    }
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Rules in shadow" in report and "none-&gt;delist" in report
+    manifest["counts"]["shadow"]["by_change"] = {}
+    assert any("rules in shadow" in p for p in _verify_counts(folder, manifest))
+    del manifest["counts"]["shadow"]
+    assert any("rules in shadow" in p for p in _verify_counts(folder, manifest))
 
 
 def test_a_manifest_file_on_s3_is_never_replaced(policy, tmp_path, signer):

@@ -225,6 +225,7 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
         "exempted": ["listing_id"],
         "quarantined": ["reason"],
         "decisions": ["outcome", "decision", "reviewer", "second_review", "disputed"],
+        "shadow": ["shadow_rule_ids", "decision", "shadow_decision"],
     }
     rows: dict[str, list[dict]] = {table: [] for table in columns}
     for part in manifest.get("parts", []):
@@ -255,13 +256,9 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
                 f"holds {exempted}"
             )
     if "quarantined" in counts:
-        reasons = dict(sorted(Counter(r["reason"] for r in rows["quarantined"]).items()))
-        recorded = manifest.get("quarantined", {}).get("by_reason", {})
-        if reasons != counts["quarantined"] or reasons != dict(sorted(recorded.items())):
-            problems.append(
-                f"{folder.name}: rows set aside counted {counts['quarantined']} and recorded "
-                f"{recorded} by reason, the quarantined table holds {reasons}"
-            )
+        problems.extend(_verify_quarantined(folder.name, manifest, rows["quarantined"]))
+    if "shadow" in counts or rows["shadow"]:
+        problems.extend(_verify_shadow_counts(folder.name, counts.get("shadow"), rows["shadow"]))
     if "by_review_decision" in counts or rows["decisions"]:
         problems.extend(_verify_review_counts(folder.name, counts, rows["decisions"]))
     if "by_penalty" in counts:
@@ -278,6 +275,39 @@ def _verify_counts(folder: Path, manifest: dict) -> list[str]:
                 f"the table {penalties}"
             )
     return problems
+
+
+def _verify_quarantined(name: str, manifest: dict, rows: list[dict]) -> list[str]:
+    counted = manifest["counts"]["quarantined"]
+    reasons = dict(sorted(Counter(r["reason"] for r in rows).items()))
+    recorded = manifest.get("quarantined", {}).get("by_reason", {})
+    if reasons != counted or reasons != dict(sorted(recorded.items())):
+        return [
+            f"{name}: rows set aside counted {counted} and recorded {recorded} by reason, "
+            f"the quarantined table holds {reasons}"
+        ]
+    return []
+
+
+def _verify_shadow_counts(name: str, counted: dict | None, rows: list[dict]) -> list[str]:
+    """The rules in shadow: the counts against the shadow table (a table the counts leave out,
+    or counts with no table, fail too)."""
+    tally = {
+        "rows": len(rows),
+        "by_rule": dict(sorted(Counter(r for row in rows for r in row["shadow_rule_ids"]).items())),
+        "by_change": dict(
+            sorted(
+                Counter(
+                    f"{r['decision']}->{r['shadow_decision']}"
+                    for r in rows
+                    if r["decision"] != r["shadow_decision"]
+                ).items()
+            )
+        ),
+    }
+    if counted != tally:
+        return [f"{name}: counts of rules in shadow {counted} do not match the table {tally}"]
+    return []
 
 
 def _verify_review_counts(name: str, counts: dict, rows: list[dict]) -> list[str]:

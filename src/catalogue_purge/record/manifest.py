@@ -128,7 +128,7 @@ def _exemptions(policy: Policy) -> pa.Table:
 def stream_tables(
     findings: Any, outcomes: Any, policy: Policy, decided_at: datetime, part_rows: int = PART_ROWS
 ) -> dict[str, Iterator[pa.Table]]:
-    """The delisted, review and exempted tables (sql/manifest_<table>.sql) as
+    """The delisted, review, exempted and shadow tables (sql/manifest_<table>.sql) as
     parts of at most `part_rows` rows, merged by DuckDB from the staged findings and outcomes
     (Arrow tables or datasets, scanned as they stream): memory is bounded by a part."""
     params = {"policy_id": policy.id, "policy_version": policy.version, "decided_at": decided_at}
@@ -154,7 +154,7 @@ def stream_tables(
             if rows or not yielded:  # an empty table is one empty part, not an extra one
                 yield pa.Table.from_batches(pending, schema=reader.schema)
 
-    return {name: parts(name) for name in ("delisted", "review", "exempted")}
+    return {name: parts(name) for name in ("delisted", "review", "exempted", "shadow")}
 
 
 def build_tables(

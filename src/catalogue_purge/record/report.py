@@ -46,6 +46,10 @@ class RunSummary:
     reviewers: Counter[str] = field(default_factory=Counter)
     second_reviews: Counter[str] = field(default_factory=Counter)  # agreed | disputed
     queue_seconds: list[float] = field(default_factory=list)
+    # Rules in shadow: the listings each matched, and the decisions they would have changed
+    # ("review->delist"), never acted on.
+    shadow_rules: Counter[str] = field(default_factory=Counter)
+    shadow_changes: Counter[str] = field(default_factory=Counter)
     # For the report's bars, delist and review apart: {"delist"|"review": Counter}.
     by_rule: dict[str, Counter[str]] = field(default_factory=dict)
     by_category: dict[str, Counter[str]] = field(default_factory=dict)
@@ -64,11 +68,13 @@ class RunSummary:
             self.quarantined.update(part.column("reason").to_pylist())
             return
         if table_name == "reinstated":
-            for row in part.select(["outcome"]).to_pylist():
-                self.outcomes[row["outcome"]] += 1
+            self.outcomes.update(part.column("outcome").to_pylist())
             return
         if table_name == "decisions":
             self._add_decisions(part)
+            return
+        if table_name == "shadow":
+            self._add_shadow(part)
             return
         for row in part.select(
             [
@@ -95,6 +101,12 @@ class RunSummary:
                 self.evasions += bool(row["evasion"])
                 self.outcomes[row["outcome"]] += 1
                 self.sellers[row["seller_id"]] += 1
+
+    def _add_shadow(self, part: pa.Table) -> None:
+        for row in part.select(["shadow_rule_ids", "decision", "shadow_decision"]).to_pylist():
+            self.shadow_rules.update(row["shadow_rule_ids"] or [])
+            if row["decision"] != row["shadow_decision"]:
+                self.shadow_changes[f"{row['decision']}->{row['shadow_decision']}"] += 1
 
     def _add_decisions(self, part: pa.Table) -> None:
         columns = ["outcome", "decision", "reviewer", "second_review", "disputed"]
@@ -126,6 +138,12 @@ class RunSummary:
             counts["exempted"] = len(self.exempted)
         if "quarantined" in self.rows:
             counts["quarantined"] = dict(sorted(self.quarantined.items()))
+        if "shadow" in self.rows:
+            counts["shadow"] = {
+                "rows": self.rows["shadow"],
+                "by_rule": dict(sorted(self.shadow_rules.items())),
+                "by_change": dict(sorted(self.shadow_changes.items())),
+            }
         if "decisions" in self.rows:
             counts["by_review_decision"] = dict(sorted(self.review_decisions.items()))
             counts["by_reviewer"] = dict(sorted(self.reviewers.items()))
@@ -231,6 +249,23 @@ def _review_section(summary: RunSummary) -> str:
     )
 
 
+def _shadow_section(summary: RunSummary) -> str:
+    """Rules in shadow: what each matched and what they would have changed; nothing acted."""
+    if not summary.rows["shadow"]:
+        return ""
+    changed = sum(summary.shadow_changes.values())
+    return (
+        f"<h2>Rules in shadow</h2><p>{summary.rows['shadow']:,} listing(s) matched by rules in "
+        f"shadow; {changed:,} would have been decided otherwise had they counted. Nothing was "
+        "done because of them (the shadow table lists each).</p>"
+        + _bars("Listings matched, by rule in shadow", summary.shadow_rules)
+        + _bars(
+            "Decisions they would change (made -> with the rules in shadow)",
+            summary.shadow_changes,
+        )
+    )
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -298,6 +333,7 @@ every part with its SHA-256; digest.json is signed (digest.sig, public-key.pem).
         else ""
     }
 {_review_section(summary) if "decisions" in summary.rows else ""}
+{_shadow_section(summary)}
 {_split_bars("By rule", summary.by_rule)}
 {_split_bars("By category", summary.by_category)}
 {_split_bars("By country of sale", summary.by_country)}
