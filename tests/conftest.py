@@ -17,6 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_POLICY = ROOT / "policies" / "crypto-mining-2021.yaml"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_database_cache(tmp_path_factory) -> Path:
+    """One cache of compiled Hyperscan databases for the whole session (the processes the
+    tests start included), apart from the user's own: a policy compiles once, not per test."""
+    from catalogue_purge.detect.matcher import CACHE_ENVIRONMENT
+
+    root = tmp_path_factory.mktemp("compiled")
+    previous = os.environ.get(CACHE_ENVIRONMENT)
+    os.environ[CACHE_ENVIRONMENT] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop(CACHE_ENVIRONMENT, None)
+    else:
+        os.environ[CACHE_ENVIRONMENT] = previous
+
+
 @pytest.fixture(scope="session")
 def policy() -> Policy:
     return load_policy(SHIPPED_POLICY)

@@ -284,3 +284,52 @@ def test_every_text_normalisation_repairs_or_folds_is_screened_in(matcher):
     assert len(homoglyphs) > 100
     assert all(screen(matcher, [f"ab{h}cd" for h in homoglyphs]))
     assert all(screen(matcher, [f"{h}bcd" for h in homoglyphs]))
+
+
+def _answers(matcher: Matcher) -> list:
+    rows = load_listings()[:120]
+    ids = pa.array([r["listing_id"] for r in rows])
+    titles = pa.array([r["title"] for r in rows])
+    descriptions = pa.array([r["description"] for r in rows])
+    return sorted(matcher.match_hits(ids, titles, descriptions).to_pylist(), key=repr)
+
+
+def test_compiled_databases_are_cached_on_disk_and_a_bad_file_is_compiled_again(
+    policy, matcher, tmp_path, monkeypatch
+):
+    from catalogue_purge.detect.matcher import CACHE_ENVIRONMENT
+
+    monkeypatch.setenv(CACHE_ENVIRONMENT, str(tmp_path / "cache"))
+    expected = _answers(matcher)
+    first = Matcher(policy)
+    files = sorted((tmp_path / "cache").glob("hs-*.db"))
+    assert len(files) == 4  # screen, field, literal and regex databases
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    loaded = Matcher(policy)  # from the files: none is written again
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps
+    assert _answers(first) == _answers(loaded) == expected
+
+    files[0].write_bytes(files[0].read_bytes()[:1000])  # truncated
+    files[1].write_bytes(files[1].read_bytes()[:-1] + b"?")  # one byte altered
+    again = Matcher(policy)
+    assert _answers(again) == expected
+    assert all(f.stat().st_size > 1000 for f in files[:2])  # replaced whole
+    assert Matcher(policy)._screen_db is not None
+
+
+def test_the_database_cache_can_be_turned_off_and_an_unwritable_one_is_skipped(
+    policy, matcher, tmp_path, monkeypatch
+):
+    from catalogue_purge.detect.matcher import CACHE_ENVIRONMENT
+
+    monkeypatch.setenv(CACHE_ENVIRONMENT, "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _answers(Matcher(policy)) == _answers(matcher)
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(CACHE_ENVIRONMENT, str(blocker / "cache"))
+    assert _answers(Matcher(policy)) == _answers(matcher)
+    assert blocker.read_text() == "not a directory"

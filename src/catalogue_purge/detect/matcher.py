@@ -17,14 +17,19 @@ Scanning hundreds of terms over every listing is the sweep's hot path. It runs i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
+import os
+import platform
 import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import hyperscan
 import numpy as np
@@ -382,9 +387,12 @@ class Matcher:
             distinct.setdefault(key, len(distinct))
             for key in zip(self._sources, self._is_policy_regex, strict=True)
         ]
-        self._unique_regexes = [
-            compile_regex(source.encode()) if authored else re.compile(source)
-            for source, authored in distinct
+        # A term's regex is compiled when a listing first needs it (most never are in a run,
+        # and compiling a thousand of them costs a cold start a second); a policy's own
+        # regexes now, where a bad one is refused.
+        self._unique_sources = [source for source, _ in distinct]
+        self._unique_regexes: list[re.Pattern[str] | Any | None] = [
+            compile_regex(source.encode()) if authored else None for source, authored in distinct
         ]
         self._unique_on_bytes = [authored for _, authored in distinct]
         self._unique_of_array = np.array(self._unique_of, dtype=np.int64)
@@ -402,6 +410,10 @@ class Matcher:
         return len(self.patterns) - 1
 
     def _compile(self, patterns: Sequence[bytes], flags: int) -> hyperscan.Database:
+        cache = _DatabaseCache.from_environment()
+        key = cache.key(patterns, flags) if cache else ""
+        if cache and (db := cache.load(key)) is not None:
+            return db
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         try:
             db.compile(
@@ -416,6 +428,8 @@ class Matcher:
             raise PolicyError(
                 self.policy.path, [f"pattern {shown!r} cannot be compiled: {exc}"]
             ) from None
+        if cache:
+            cache.store(key, db)
         return db
 
     def _scratch(self, name: str, db: hyperscan.Database) -> hyperscan.Scratch:
@@ -543,6 +557,9 @@ class Matcher:
             else []
         )
         answers: list[str | None] = []
+        for u in set(uniques):
+            if compiled[u] is None:
+                compiled[u] = re.compile(self._unique_sources[u])  # a race compiles it twice
         for at, u in zip(search_texts, uniques, strict=True):
             if on_bytes[u]:
                 found = compiled[u].search(bytes_of[at])
@@ -615,6 +632,79 @@ class Matcher:
             for rule in self.policy.rules_for(None if country == "*" else country)
         ]
         return pa.Table.from_pylist(rows, schema=RULE_SCOPE_SCHEMA)
+
+
+CACHE_ENVIRONMENT = "CATALOGUE_PURGE_CACHE"
+
+
+@dataclass(frozen=True)
+class _DatabaseCache:
+    """Compiled Hyperscan databases on disk, so that a new process (a cold Lambda, a CLI call)
+    loads in milliseconds what takes seconds to compile. A file is named by the SHA-256 of
+    everything the database is made of (patterns, flags, mode, Hyperscan's version and the
+    machine) and holds the SHA-256 of its own bytes: a file that does not check out, or that
+    Hyperscan refuses, is compiled again and replaced. The cache is an optimisation only: a
+    directory that cannot be written is skipped.
+
+    $CATALOGUE_PURGE_CACHE names the directory (`off` turns the cache off); by default it is
+    $XDG_CACHE_HOME/catalogue-purge (~/.cache), and /tmp/catalogue-purge in AWS Lambda."""
+
+    root: Path
+
+    @classmethod
+    def from_environment(cls) -> _DatabaseCache | None:
+        named = os.environ.get(CACHE_ENVIRONMENT, "").strip()
+        if named.lower() in ("off", "0", "none", "false"):
+            return None
+        if named:
+            return cls(Path(named))
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            return cls(Path("/tmp/catalogue-purge"))  # noqa: S108 (Lambda's only writable disk)
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return cls(Path(base) / "catalogue-purge")
+
+    @staticmethod
+    def key(patterns: Sequence[bytes], flags: int) -> str:
+        digest = hashlib.sha256()
+        for part in (
+            b"hyperscan-block",
+            str(getattr(hyperscan, "__version__", "")).encode(),
+            platform.machine().encode(),
+            str(flags).encode(),
+            str(len(patterns)).encode(),
+        ):
+            digest.update(part + b"\0")
+        for pattern in patterns:
+            digest.update(len(pattern).to_bytes(8, "big") + pattern)
+        return digest.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"hs-{key}.db"
+
+    def load(self, key: str) -> hyperscan.Database | None:
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        checksum, payload = data[:32], data[32:]
+        if hashlib.sha256(payload).digest() != checksum:
+            return None
+        try:
+            return hyperscan.loadb(payload, hyperscan.HS_MODE_BLOCK)
+        except hyperscan.error:
+            return None
+
+    def store(self, key: str, db: hyperscan.Database) -> None:
+        payload = hyperscan.dumpb(db)
+        path = self._path(key)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(hashlib.sha256(payload).digest() + payload)
+            os.replace(temporary, path)  # whole or not at all, whoever writes it too
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
 
 _compiled: dict[str, Matcher] = {}
