@@ -5,7 +5,10 @@
 -- the relist columns (set later), score and shadow_decision.
 -- Score: the sum of the weights of the live rules that fired for the listing, each rule once,
 -- exempted rules aside (counter-evidence weighs less than zero).
--- Decision: a prohibited category (not exempted) -> 'delist', whatever the score; else a score
+-- Decision: a prohibited category (not exempted) -> 'delist', whatever the score, except where
+-- the category says `when_text_disagrees: review` and the text disagrees: its score is below
+-- zero (counter-evidence outweighs the evidence: a mug filed as a miner), or a rule `at_most:
+-- review` fired (a used card, a hotspot, a shell that says it does not mine) -> 'review'; else a score
 -- at or above thresholds.delist_at -> 'delist', at or above thresholds.review_at -> 'review';
 -- a listing that would have been acted on but for its exemptions -> 'exempted'; a listing only
 -- rules in shadow would act on -> 'shadow' (reported, nothing done); else no finding.
@@ -21,6 +24,7 @@
 --   evidence(listing_id, rule_id, weight, shadow, caps, term, field, text)   text rules that fired
 --   exemptions(exemption_id, listing_id, seller_id, rule_id)            in force at the as-of date
 --   thresholds(delist_at, review_at)                                    one row: the policy's
+--   categories(path, review_when_text_disagrees)                        the prohibited ones
 WITH fired AS (
     SELECT listing_id, rule_id, weight, shadow, caps, term, field, text
     FROM evidence
@@ -70,6 +74,7 @@ per_listing AS (
         listing_id,
         bool_or(field = 'category_path' AND exemption_id IS NULL) AS category_active,
         bool_or(field = 'category_path') AS category_any,
+        any_value(term) FILTER (WHERE field = 'category_path') AS category,
         -- Lists are sorted after the aggregate (faster than ordered aggregates). Evidence sorts
         -- by rule, field, term, text, exemption, then takes the contract's field order.
         list_sort(list_distinct(list(rule_id) FILTER (WHERE ground AND exemption_id IS NULL))) AS active_rules,
@@ -89,11 +94,16 @@ decided AS (
         p.*,
         coalesce(s.score, 0) AS score,
         CASE
+            WHEN p.category_active AND coalesce(k.review_when_text_disagrees, false)
+                 AND (coalesce(s.score, 0) < 0 OR coalesce(s.capped, false)) THEN 'review'
             WHEN p.category_active THEN 'delist'
             WHEN coalesce(s.score, 0) >= t.delist_at AND NOT coalesce(s.capped, false) THEN 'delist'
             WHEN coalesce(s.score, 0) >= t.review_at THEN 'review'
         END AS acted,
         CASE
+            WHEN p.category_active AND coalesce(k.review_when_text_disagrees, false)
+                 AND (coalesce(s.shadow_score, 0) < 0 OR coalesce(s.capped_with_shadow, false))
+            THEN 'review'
             WHEN p.category_active THEN 'delist'
             WHEN coalesce(s.shadow_score, 0) >= t.delist_at
                  AND NOT coalesce(s.capped_with_shadow, false) THEN 'delist'
@@ -103,6 +113,7 @@ decided AS (
         coalesce(s.any_shadow, false) AS any_shadow
     FROM per_listing p
     LEFT JOIN scores s USING (listing_id)
+    LEFT JOIN categories k ON k.path = p.category
     CROSS JOIN thresholds t
 ),
 final AS (

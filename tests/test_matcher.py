@@ -7,6 +7,7 @@ from catalogue_purge.detect.matcher import Matcher
 from catalogue_purge.detect.normalise import normalise, normalise_array
 from catalogue_purge.detect.policy import load_policy
 from catalogue_purge.detect.sweep import match_listings
+from catalogue_purge.errors import PolicyError
 
 from .evaluation.labelled import load_listings
 
@@ -23,6 +24,12 @@ from .evaluation.labelled import load_listings
         ("P.O. Box", "p o box"),
         ("an\u200btminer", "antminer"),
         ("蚂蚁antminer矿机", "蚂蚁 antminer 矿机"),
+        ("라이저 카드 6개 세트", "라이저 카드 6 개 세트"),  # Hangul stays composed
+        ("マイニングガイド", "マイニングガイド"),  # kana keep their voicing marks
+        ("Ёлка café", "елка cafe"),
+        ("мaйнер б/у", "маинер б у"),  # a Latin "a" inside a Russian word: in Cyrillic
+        ("мaйнep", "маинер"),  # as many Latin lookalikes as Cyrillic letters
+        ("Вitcоin", "bitcoin"),  # Cyrillic lookalikes inside a Latin word: in Latin
         (None, ""),
     ],
 )
@@ -194,6 +201,102 @@ penalties: {ladder: [{id: warning, description: w}]}
     matcher = Matcher(load_policy(path))
     assert rules_fired(matcher, "sale: O'Brien'); DROP TABLE listings;-- today") == {"quoted"}
     assert rules_fired(matcher, "aXbbbc") == set()
+
+
+def test_a_short_stem_is_screened_open_on_its_right(tmp_path):
+    """ "rx6*" matches "rx6600": its screen anchor is a whole word on the left only, so the
+    screen stays a superset of the precise match."""
+    text = """\
+id: stems
+version: 1
+title: t
+milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
+rules:
+  - id: cards
+    description: a card family by a short stem
+    action: review
+    terms: {en: ["rx6*", "rtx"]}
+penalties: {ladder: [{id: warning, description: w}]}
+"""
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    matcher = Matcher(load_policy(path))
+    texts = ["RX6600 XT 8GB", "rx6 card", "PRX600", "RTX3060", "RTX 3060"]
+    assert screen(matcher, texts) == [True, True, False, False, True]
+    assert [rules_fired(matcher, t) for t in texts] == [
+        {"cards"},
+        {"cards"},
+        set(),
+        set(),
+        {"cards"},
+    ]
+
+
+def test_a_rule_can_give_the_screen_its_own_regex(tmp_path):
+    """`screen:` raw regexes the screen runs for a rule's regexes instead of deriving them; a
+    screen without regexes, or beside anchors, is refused."""
+    text = """\
+id: screened
+version: 1
+title: t
+milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
+rules:
+  - id: hashrate-and-power
+    description: a hashrate and a power draw
+    action: delist
+    regexes: ['(?:^|[^a-z0-9])\\d{2,3}t [^ ]* ?\\d{4}w(?:$|[^a-z0-9])']
+    screen: ['[0-9]t[^\\n]*[0-9]w']
+penalties: {ladder: [{id: warning, description: w}]}
+"""
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    matcher = Matcher(load_policy(path))
+    texts = ["Unit 110T box 3250W", "110T only", "3250W heater", "110T\n3250W"]
+    assert screen(matcher, texts) == [True, False, False, False]
+    assert rules_fired(matcher, texts[0]) == {"hashrate-and-power"}
+    assert matcher._screen_patterns_list.count(b"[0-9]t[^\\n]*[0-9]w") == 1
+    for broken, said in (
+        (
+            text.replace(
+                "    regexes: ['(?:^|[^a-z0-9])\\d{2,3}t [^ ]* ?\\d{4}w(?:$|[^a-z0-9])']\n",
+                "    terms: {en: [unit]}\n",
+            ),
+            "has a screen but no regexes",
+        ),
+        (
+            text.replace("    screen:", "    anchors: [w]\n    screen:"),
+            "anchors or a screen, not both",
+        ),
+    ):
+        path.write_text(broken, encoding="utf-8")
+        with pytest.raises(PolicyError) as caught:
+            load_policy(path)
+        assert said in str(caught.value)
+
+
+def test_the_screen_drops_literals_that_hold_another_and_lets_the_same_rows_through(policy):
+    """A literal anchor that contains another ("bitcoin miner" holds "bitcoin") changes nothing
+    the screen lets through: the screen keeps the shorter one only."""
+    from catalogue_purge.detect import matcher as module
+
+    literals = [b"bitcoin", b"Bitcoin Miner", b"antminer s19", b"miner", b"asic"]
+    assert module._without_redundant(literals) == [b"bitcoin", b"miner", b"asic"]
+    assert module._without_redundant([b"only"]) == [b"only"]
+    everything = module._without_redundant
+    try:
+        module._without_redundant = lambda found: found
+        unreduced = Matcher(policy)
+    finally:
+        module._without_redundant = everything
+    reduced = Matcher(policy)
+    assert reduced.screen_pattern_count < unreduced.screen_pattern_count * 0.75
+    rows = _every_labelled_listing()
+    titles = pa.array([r["title"] for r in rows])
+    descriptions = pa.array([r["description"] for r in rows], pa.string())
+    assert (
+        reduced.screen_listings(titles, descriptions).tolist()
+        == unreduced.screen_listings(titles, descriptions).tolist()
+    )
 
 
 def test_short_anchors_count_as_whole_words_at_row_edges(matcher):

@@ -108,6 +108,66 @@ def test_rules_in_shadow_are_reported_and_never_decide(found):
     assert (raises["decision"], raises["shadow_decision"]) == ("shadow", "delist")
 
 
+def test_a_suspended_category_can_leave_a_listing_its_text_disagrees_with_to_a_person(
+    tmp_path, capsys
+):
+    """`when_text_disagrees: review`: in that category, a listing whose counter-evidence
+    outweighs its evidence, or which a rule `at_most: review` caps, goes to a person; one the
+    text agrees with, or says nothing about, is delisted as before. The other category keeps the
+    default and delists whatever the text says."""
+    other = "Digital Goods > Cryptocurrency"
+    text = POLICY.replace(
+        "prohibited_categories: [{path: Computer & Office > Blockchain Miners}]",
+        "prohibited_categories:\n"
+        "  - {path: Computer & Office > Blockchain Miners, when_text_disagrees: review}\n"
+        f"  - {{path: {other}}}",
+    )
+    policy = load_policy(write_policy(tmp_path, text))
+    rows = [
+        listing("model", "Antminer desk model, non functional", MINERS),
+        listing("desk-toy", "Blinking desk model, non functional", MINERS),
+        listing("capped", "Antminer S9 ex mining fans", MINERS),
+        listing("agrees", "Antminer S19", MINERS),
+        listing("silent", "Blue vase", MINERS),
+        listing("default", "Blinking desk model, non functional", other),
+    ]
+    snapshot = open_snapshot(str(write_listings(tmp_path / "s.parquet", rows)))
+    found = {
+        f["listing_id"]: f
+        for f in sweep(snapshot, policy, parse_as_of("2021-10-08", policy)).findings.to_pylist()
+    }
+    decided = {k: (f["decision"], f["score"]) for k, f in found.items()}
+    assert decided == {
+        "model": ("delist", 2),  # 10 - 8: the text still leans to a miner
+        "desk-toy": ("review", -8),
+        "capped": ("review", 15),
+        "agrees": ("delist", 10),
+        "silent": ("delist", 0),
+        "default": ("delist", -8),
+    }
+    assert found["desk-toy"]["evasion"] is False  # filed where it said it was
+    assert "category:" + MINERS in found["desk-toy"]["rule_ids"]
+
+    from catalogue_purge.cli import main
+
+    path = write_policy(tmp_path, text)
+    args = ["explain", "--policy", str(path), "--title", "desk model non functional"]
+    assert main([*args, "--category", MINERS]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("decision: review  score -8")
+    assert "is suspended, but the text disagrees" in said and "a person decides" in said
+
+
+def test_when_text_disagrees_takes_delist_or_review_only(tmp_path):
+    text = POLICY.replace(
+        "[{path: Computer & Office > Blockchain Miners}]",
+        "[{path: Computer & Office > Blockchain Miners, when_text_disagrees: keep}]",
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write_policy(tmp_path, text))
+    assert "prohibited_categories[0].when_text_disagrees" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "said"),
     [

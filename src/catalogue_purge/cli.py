@@ -947,7 +947,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     )
     if explained.get("decision_at_as_of"):
         print(f"  on {args.as_of}: {explained['decision_at_as_of']}")
-    if explained["prohibited_category"]:
+    if explained["prohibited_category"] and explained["decision"] == "review":
+        print(
+            f"  category {explained['prohibited_category']!r} is suspended, but the text "
+            "disagrees (its score is below 0, or a rule at_most: review fired; the category "
+            "says when_text_disagrees: review): a person decides"
+        )
+    elif explained["prohibited_category"]:
         agrees = "agrees" if explained["score"] >= t["review"] else "does not agree"
         print(
             f"  category {explained['prohibited_category']!r} is suspended: delisted whatever "

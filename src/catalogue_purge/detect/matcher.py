@@ -78,6 +78,10 @@ _DETECTORS = (
     # a Latin one: a homoglyph in a Latin word.
     rb"[a-z](?:\xcd[\xb0-\xbf]|[\xce-\xd6][\x80-\xbf])",
     rb"(?:\xcd[\xb0-\xbf]|[\xce-\xd6][\x80-\xbf])[a-z]",
+    # Single Greek or Cyrillic letters, or kana, spaced out ("м а й н і н г"): normalise joins
+    # such runs into one word, which no anchor spells.
+    rb"(?:^|[ ._-])(?:[\xce-\xd3][\x80-\xbf][ ._-]){2}[\xce-\xd3][\x80-\xbf](?:$|[ ._-])",
+    rb"(?:^|[ ._-])(?:\xe3[\x82\x83][\x80-\xbf][ ._-]){2}\xe3[\x82\x83][\x80-\xbf](?:$|[ ._-])",
     # Mojibake: a letter of U+00C0-U+00FF followed by a character of U+0080-U+00BF or by the
     # punctuation cp1252 puts at 0x80-0x9F (normalise.repair_mojibake).
     rb"\xc3[\x80-\xbf]\xc2[\x80-\xbf]",
@@ -206,9 +210,20 @@ def _word_anchors(word: str) -> set[str]:
     return anchors | leet
 
 
+_STEM_MARK = b"\x00"  # after a short anchor of a stem: a whole word on its left only
+
+
 def screen_anchors(term: str) -> list[bytes]:
-    """Literals (raw UTF-8) that any spelling of the term contains."""
-    text, _ = _split_stem(term)
+    """Literals (raw UTF-8) that any spelling of the term contains. A short anchor of a stem
+    ("rx6*" matches "rx6600") ends in _STEM_MARK: its right edge is open."""
+    text, stem = _split_stem(term)
+    anchors = _term_anchors(text)
+    if stem:
+        return [a + _STEM_MARK if is_short_anchor(a) and a[-1:].isalnum() else a for a in anchors]
+    return anchors
+
+
+def _term_anchors(text: str) -> list[bytes]:
     forms = {text.strip(), strip_accents(text.strip()), normalise(text)}
     # The screen is caseless for ASCII only: non-ASCII words bring their own case forms.
     forms |= {f for form in list(forms) if not form.isascii() for f in _case_forms(form)}
@@ -231,22 +246,53 @@ def screen_anchors(term: str) -> list[bytes]:
 def _screen_patterns(anchors: list[bytes], regexes: list[bytes]) -> list[bytes]:
     """Hyperscan patterns for raw literals and regexes, plus the detectors."""
     unique = list(dict.fromkeys(anchors))
+    stems = [a for a in unique if a.endswith(_STEM_MARK)]
+    words = [a for a in unique if is_short_anchor(a) and not a.endswith(_STEM_MARK)]
+    literals = _without_redundant([a for a in unique if not is_short_anchor(a)])
     return [
-        *(_escape_bytes(a) for a in unique if not is_short_anchor(a)),
+        *(_escape_bytes(a) for a in literals),
         *dict.fromkeys(regexes),
         *_DETECTORS,
-        *(_word_pattern(a) for a in unique if is_short_anchor(a)),
+        *(_word_pattern(a) for a in words),
+        *(_word_pattern(a[: -len(_STEM_MARK)], right_edge=False) for a in stems),
     ]
 
 
-def _word_pattern(anchor: bytes) -> bytes:
+def _without_redundant(literals: list[bytes]) -> list[bytes]:
+    """The literals but those that contain another one (caseless, as the screen matches): a
+    row holding "bitcoin miner" holds "bitcoin", so the longer literal never changes what the
+    screen lets through, and about half the anchors of a policy are such. Found by one
+    Hyperscan scan of the literals themselves, one per line."""
+    if len(literals) < 2:
+        return literals
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(
+        expressions=[_escape_bytes(a) for a in literals],
+        ids=list(range(len(literals))),
+        elements=len(literals),
+        flags=[_SCREEN_FLAGS] * len(literals),
+    )
+    ends = np.cumsum([len(a) + 1 for a in literals]) - 1  # where each line's newline is
+    lengths = [len(a) for a in literals]
+    redundant = np.zeros(len(literals), dtype=bool)
+
+    def found(pattern: int, start: int, end: int, flags: int, context: object) -> None:
+        line = int(np.searchsorted(ends, end - 1))
+        if lengths[pattern] < lengths[line]:  # a shorter literal inside this one
+            redundant[line] = True
+
+    db.scan(b"\n".join(literals) + b"\n", match_event_handler=found)
+    return [a for a, gone in zip(literals, redundant.tolist(), strict=True) if not gone]
+
+
+def _word_pattern(anchor: bytes, right_edge: bool = True) -> bytes:
     """A short anchor as a whole word inside a row: a separator on each side, except that an
     amount may come right before a word ("110th/s", "0.5eth"). "method" holds no "eth", and
     neither does the SKU "4ETH2K"."""
     left = rb"(?:^|[^a-z])" if anchor[:1].isalpha() else rb"(?:^|[^a-z0-9])"
     if not anchor[:1].isalnum():
         left = b""
-    return left + _escape_bytes(anchor) + _right_edge(anchor)
+    return left + _escape_bytes(anchor) + (_right_edge(anchor) if right_edge else b"")
 
 
 def _right_edge(anchor: bytes) -> bytes:
@@ -338,9 +384,13 @@ class Matcher:
                         literals[literal].add(index)
                     screened = acts and (role is Role.CONTEXT if by_context else role is Role.TERM)
                     (anchors if screened else other_anchors).extend(screen_anchors(term))
+            # The policy's own screen for the rule's regexes, run as written.
+            screen_regexes.extend(r.encode() for r in rule.screen)
             for regex in rule.regexes:
                 policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
-                if rule.anchors:
+                if rule.screen:
+                    pass
+                elif rule.anchors:
                     # Literals that every match of the rule's regexes contains: a literal
                     # screen runs several times faster than the regexes themselves.
                     anchors.extend(a for t in rule.anchors for a in screen_anchors(t))
@@ -351,6 +401,7 @@ class Matcher:
                 else:
                     screen_regexes.append(_screen_regex(regex))
         screen = _screen_patterns(anchors, screen_regexes)
+        self._screen_patterns_list = screen  # for tools that show what the screen runs
         self.screen_pattern_count = len(screen)
         self._screen_db = self._compile(screen, _SCREEN_FLAGS)
         # The same over every pattern: a field of a screened listing without any of these

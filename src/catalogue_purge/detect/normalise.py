@@ -53,8 +53,15 @@ def _codepoint_class(codepoints: list[int]) -> str:
 
 
 # Every combining mark of the Basic Multilingual Plane (accents, the Cyrillic breve of "й").
+# Combining marks but for kana's voicing marks, which make other letters (カ, ガ), not accents.
 _COMBINING = re.compile(
-    _codepoint_class([cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))])
+    _codepoint_class(
+        [
+            cp
+            for cp in range(0x300, 0x10000)
+            if unicodedata.combining(chr(cp)) and cp not in (0x3099, 0x309A)
+        ]
+    )
 )
 _INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HAS_CJK = re.compile(f"[{_CJK}]")
@@ -86,6 +93,21 @@ def _confusable_to_latin() -> dict[int, str]:
     return table
 
 
+@cache
+def _latin_to_cyrillic() -> dict[int, str]:
+    """The other way, from the same data: each ASCII letter that a lower-case Cyrillic letter
+    looks like (its capital included: "M" of "МАЙНЕР" is casefolded to "m"), as that letter."""
+    table: dict[int, str] = {}
+    for code, letter in sorted(_confusable_to_latin().items()):
+        char = chr(code)
+        if not letter.isalpha() or "CYRILLIC" not in unicodedata.name(char, ""):
+            continue
+        lower = char.casefold()
+        if len(lower) == 1 and "\u0430" <= lower <= "\u045f":  # the letters of Russian, Ukrainian
+            table.setdefault(ord(letter), lower)
+    return table
+
+
 _ASCII_LETTER = re.compile("[a-z]")
 # The scripts whose letters disguise Latin ones in practice: Greek, Cyrillic, Armenian (the
 # matcher's screen lets every row with such a letter beside a Latin one through).
@@ -109,6 +131,11 @@ def fold_confusables(text: str, mixed: bool | None = None) -> str:
         latin = sum(c.isalpha() for c in word) - len(other)
         if latin > len(other) and any(ord(c) in table for c in other):
             words[i] = word.translate(table)
+        elif latin <= len(other) and all("\u0400" <= c <= "\u04ff" for c in other):
+            # A mostly-Cyrillic word with Latin lookalikes in it ("мaйнер"): in Cyrillic.
+            cyrillic = _latin_to_cyrillic()
+            if all(ord(c) in cyrillic for c in word if c.isascii() and c.isalpha()):
+                words[i] = word.translate(cyrillic)
     return " ".join(words)
 
 
@@ -133,16 +160,18 @@ def repair_mojibake(text: str, suspect: bool | None = None) -> str:
 
 
 def strip_accents(text: str) -> str:
-    """The text without combining marks (accents, the breve of Cyrillic й)."""
+    """The text without combining marks (accents, the breve of Cyrillic й), composed again:
+    Hangul syllables and kana stay what they are, as a policy's regexes spell them."""
     decomposed = unicodedata.normalize("NFD", text)
     if decomposed.isascii():
         return decomposed
-    return _COMBINING.sub("", decomposed)
+    return unicodedata.normalize("NFC", _COMBINING.sub("", decomposed))
 
 
 # Three or more single Latin letters in a row ("E.T.H", "b t c" once separators are spaces):
 # one word, as a reader takes them.
-_LETTER_RUN = re.compile(r"(?<![a-z0-9])[a-z](?: [a-z]){2,}(?![a-z0-9])")
+# Of any script: "м а й н і н г", "マ イ ニ ン グ" are one word as well.
+_LETTER_RUN = re.compile(r"(?<![^\W_])[^\W\d_](?: [^\W\d_]){2,}(?![^\W_])")
 
 
 def _join_letters(match: re.Match[str]) -> str:

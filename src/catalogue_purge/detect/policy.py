@@ -95,6 +95,12 @@ class Scope(_Strict):
 class ProhibitedCategory(_Strict):
     path: NonEmptyStr
     clause: str | None = None
+    # The category is suspended: its listings are delisted whatever their text says, unless
+    # this says `review` and the text disagrees: its score is below zero (counter-evidence
+    # outweighs the evidence: a mug or a desk model filed as a miner), or a rule `at_most:
+    # review` fired (a used card, a hotspot, a shell that says it does not mine). Then a
+    # person decides.
+    when_text_disagrees: Literal["delist", "review"] = "delist"
 
     @field_validator("path")
     @classmethod
@@ -173,6 +179,10 @@ class TextRule(_Strict):
     # Literal words one of which every match of `regexes` contains ("btc", "th/s"): the screen
     # looks for them instead of running the regexes over every listing.
     anchors: list[NonEmptyStr] = Field(default_factory=list)
+    # Or regexes over the raw text (caseless, one row at a time) that every match of `regexes`
+    # lies inside: for a rule whose matches hold no literal ("110T ... 3250W"). The screen runs
+    # these, simpler than the rule's own, instead of deriving one from each regex.
+    screen: list[NonEmptyStr] = Field(default_factory=list)
     requires_any: list[NonEmptyStr] = Field(default_factory=list)
     # What the screen looks for: the rule's terms, or (with requires_any) its context terms,
     # when the terms are common words ("course", "container") and the context is not.
@@ -211,6 +221,10 @@ class TextRule(_Strict):
             raise ValueError(f"rule {self.id!r}: screen_on context needs requires_any")
         if self.anchors and not self.regexes:
             raise ValueError(f"rule {self.id!r} has anchors but no regexes for them to screen")
+        if self.screen and not self.regexes:
+            raise ValueError(f"rule {self.id!r} has a screen but no regexes for it to screen")
+        if self.screen and self.anchors:
+            raise ValueError(f"rule {self.id!r}: give anchors or a screen, not both")
         if not self.fields:
             raise ValueError(f"rule {self.id!r} searches no field")
         return self

@@ -76,6 +76,7 @@ EVIDENCE_SCHEMA = pa.schema(
     ]
 )
 THRESHOLDS_SCHEMA = pa.schema([("delist_at", pa.float64()), ("review_at", pa.float64())])
+CATEGORIES_SCHEMA = pa.schema([("path", pa.string()), ("review_when_text_disagrees", pa.bool_())])
 CANDIDATE_SCHEMA = pa.schema(
     [
         ("listing_id", pa.string()),
@@ -510,6 +511,19 @@ def classify(
         pa.table(
             {"delist_at": [max(thresholds.delist, review)], "review_at": [review]},
             schema=THRESHOLDS_SCHEMA,
+        ),
+    )
+    categories = matcher.policy.document.prohibited_categories
+    con.register(
+        "categories",
+        pa.table(
+            {
+                "path": [c.path for c in categories],
+                "review_when_text_disagrees": [
+                    c.when_text_disagrees == "review" for c in categories
+                ],
+            },
+            schema=CATEGORIES_SCHEMA,
         ),
     )
     return con.sql(load_sql("classify_findings")).to_arrow_table().cast(FINDINGS_SCHEMA)
