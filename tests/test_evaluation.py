@@ -53,12 +53,12 @@ SPLITS = {
     "blind": sorted((EVALUATION / "blind").glob("*.jsonl")),
 }
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
-    "delist_precision": (0.92, 0.88),
-    "prohibited_caught": (0.97, 0.86),
-    "evasions_flagged": (0.96, 0.71),
-    "review_surfaced": (0.90, 0.72),
+    "delist_precision": (0.98, 0.94),
+    "prohibited_caught": (0.94, 0.91),
+    "evasions_flagged": (0.91, 0.83),
+    "review_surfaced": (0.99, 0.89),
 }
-CEILINGS = {"allowed_touched": (0.06, 0.035), "review_delisted": (0.03, 0.10)}
+CEILINGS = {"allowed_touched": (0.035, 0.035), "review_delisted": (0.01, 0.04)}
 
 
 def test_the_splits_are_large_varied_and_apart():
