@@ -214,3 +214,41 @@ def test_a_bad_labelled_file_is_refused_by_line(tmp_path, capsys, content, said)
     command = ["policy", "evaluate", "--policy", str(SHIPPED_POLICY), "--labels", str(path)]
     assert main(command) == 2
     assert said in capsys.readouterr().err
+
+
+def test_each_rule_counts_the_listings_it_pushed_over_a_threshold(tmp_path, capsys):
+    """A rule pushed a listing over its decision's threshold when the listing's score without
+    the rule's weight falls below it: 10 + 4 = 14 delists and only the brand pushed it over;
+    4 + 3 = 7 goes to review and both pushed it there."""
+    policy = tmp_path / "scored.yaml"
+    policy.write_text(
+        POLICY.replace(
+            "  - {id: miners, description: miners, action: delist, terms: {en: [antminer]}}",
+            "  - {id: miners, description: miners, weight: 10, terms: {en: [antminer]}}\n"
+            "  - {id: hashrate, description: h, weight: 4, terms: {en: [terahash]}}\n"
+            "  - {id: algorithm, description: a, weight: 3, terms: {en: [sha256]}}\n"
+            "thresholds: {delist: 10, review: 5}",
+        ),
+        encoding="utf-8",
+    )
+    rows = [
+        ("P-1", "prohibited", True, "Antminer terahash box", "Home & Garden > Heaters"),
+        ("P-2", "prohibited", True, "terahash sha256 box", "Home & Garden > Heaters"),
+        ("P-3", "prohibited", False, "terahash sha256", "Computer & Office > Blockchain Miners"),
+    ]
+    code, out = evaluate(
+        tmp_path, capsys, "--json", labels=labels_file(tmp_path, rows), policy=policy
+    )
+    (ev,) = json.loads(out)["evaluations"]
+    pushed = {r["rule_id"]: r["pushed"] for r in ev["rules"] if r["pushed"]}
+    # P-3 is delisted by its suspended category, whatever its score: no rule pushed it.
+    assert pushed == {
+        "miners": {"delist": 1},
+        "hashrate": {"review": 1},
+        "algorithm": {"review": 1},
+    }
+    code, out = evaluate(tmp_path, capsys, labels=labels_file(tmp_path, rows), policy=policy)
+    assert code == 0 and "pushed over delist/review" in out
+    assert [
+        line.split()[-2:] for line in out.splitlines() if line.strip().startswith("miners")
+    ] == [["1/", "0"]]

@@ -882,14 +882,18 @@ def cmd_policy_evaluate(args: argparse.Namespace) -> int:
         print("  label x decision   " + "  ".join(f"{d:>7}" for d in DECISIONS))
         for label, row in ev.matrix.items():
             print(f"  {label:<18} " + "  ".join(f"{row[d]:>7,}" for d in DECISIONS))
-        print("  rules (hits on prohibited/review/allowed, precision, alone delist/review):")
+        print(
+            "  rules (hits on prohibited/review/allowed, precision, alone delist/review, "
+            "pushed over delist/review):"
+        )
         for rule in ev.rules:
             p = "n/a" if rule.precision is None else f"{rule.precision:.2f}"
             hits = "/".join(
                 f"{rule.hits[label]:>4}" for label in ("prohibited", "review", "allowed")
             )
             alone = f"{rule.alone['delist']:>4}/{rule.alone['review']:>4}"
-            print(f"    {rule.rule_id:<28} {hits}  {p:>4}  {alone}")
+            pushed = f"{rule.pushed['delist']:>4}/{rule.pushed['review']:>4}"
+            print(f"    {rule.rule_id:<28} {hits}  {p:>4}  {alone}  {pushed}")
         print(f"  wrong decisions: {len(ev.wrong):,}")
         for w in ev.wrong[: args.show]:
             evidence = "; ".join(f"{e['rule_id']}: {e['term']}" for e in w["evidence"]) or "-"

@@ -135,6 +135,9 @@ class RuleFigures:
     rule_id: str
     hits: Counter[str] = field(default_factory=Counter)  # label -> listings it fired on
     alone: Counter[str] = field(default_factory=Counter)  # decision -> it alone decided
+    # decision -> listings it pushed over that decision's threshold: decided by their score,
+    # which without this rule's weight would have fallen below the threshold
+    pushed: Counter[str] = field(default_factory=Counter)
 
     @property
     def precision(self) -> float | None:
@@ -181,6 +184,7 @@ class Evaluation:
                     "hits": dict(r.hits),
                     "precision": r.precision,
                     "alone": dict(r.alone),
+                    "pushed": dict(r.pushed),
                 }
                 for r in self.rules
             ],
@@ -193,6 +197,20 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+def _pushed_over(finding: dict | None, decision: str, thresholds: dict[str, float]) -> list[str]:
+    """The rules without whose weight a listing decided by its score would have fallen below
+    its decision's threshold (a suspended category decides whatever the score: none)."""
+    if not finding or decision not in thresholds or finding.get("prohibited_category"):
+        return []
+    weights: dict[str, float] = {}
+    for e in finding.get("evidence") or []:
+        if e.get("shadow") or e.get("exemption_id") or e.get("field") == "category_path":
+            continue
+        weights.setdefault(e["rule_id"], e.get("weight") or 0.0)
+    score = finding.get("score") or 0.0
+    return sorted(r for r, w in weights.items() if w > 0 and score - w < thresholds[decision])
+
+
 def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluation:
     """Sweep the labelled listings with the policy on its delisting date and compare."""
     milestones = policy.document.milestones
@@ -202,6 +220,10 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
         pq.write_table(_snapshot_table(rows), path)
         result = sweep(open_snapshot(str(path)), policy, as_of)
     found = {f["listing_id"]: f for f in result.findings.to_pylist()}
+    thresholds = {
+        "delist": policy.document.thresholds.delist,
+        "review": policy.document.thresholds.review,
+    }
     matrix: dict[str, Counter[str]] = {label: Counter() for label in LABELS}
     rules: dict[str, RuleFigures] = {}
     by_kind: dict[str, Counter[str]] = {}
@@ -219,6 +241,8 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
             rules.setdefault(rule_id, RuleFigures(rule_id)).hits[label] += 1
         if len(fired) == 1 and decision != "none":
             rules[fired[0]].alone[decision] += 1
+        for rule_id in _pushed_over(finding, decision, thresholds):
+            rules.setdefault(rule_id, RuleFigures(rule_id)).pushed[decision] += 1
         if label == "prohibited" and row.get("evasion"):
             evasions += 1
             flagged += bool(finding and decision != "none" and finding["evasion"])
@@ -331,7 +355,8 @@ def render_html(evaluations: list[Evaluation], targets: dict[str, float]) -> str
             parts.append("</tr>")
         parts.append(
             "</table><h2>Rules</h2><table><tr><th>rule</th><th>prohibited</th><th>review</th>"
-            "<th>allowed</th><th>precision</th><th>alone: delist</th><th>alone: review</th></tr>"
+            "<th>allowed</th><th>precision</th><th>alone: delist</th><th>alone: review</th>"
+            "<th>pushed over: delist</th><th>pushed over: review</th></tr>"
         )
         for rule in ev.rules:
             p = rule.precision
@@ -340,7 +365,9 @@ def render_html(evaluations: list[Evaluation], targets: dict[str, float]) -> str
                 + "".join(f"<td class='n'>{rule.hits[label]}</td>" for label in LABELS)
                 + f"<td>{_bar(p, 120, good=(p or 0) >= 0.9)} {'' if p is None else f'{p:.2f}'}"
                 f"</td><td class='n'>{rule.alone['delist']}</td>"
-                f"<td class='n'>{rule.alone['review']}</td></tr>"
+                f"<td class='n'>{rule.alone['review']}</td>"
+                f"<td class='n'>{rule.pushed['delist']}</td>"
+                f"<td class='n'>{rule.pushed['review']}</td></tr>"
             )
         parts.append(
             f"</table><h2>Wrong decisions ({len(ev.wrong):,})</h2><table><tr><th>listing</th>"
