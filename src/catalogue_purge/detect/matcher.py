@@ -31,6 +31,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, cast
 
+import ahocorasick
 import hyperscan
 import numpy as np
 import pyarrow as pa
@@ -245,10 +246,15 @@ def _term_anchors(text: str) -> list[bytes]:
 
 def _screen_patterns(anchors: list[bytes], regexes: list[bytes]) -> list[bytes]:
     """Hyperscan patterns for raw literals and regexes, plus the detectors."""
-    unique = list(dict.fromkeys(anchors))
-    stems = [a for a in unique if a.endswith(_STEM_MARK)]
-    words = [a for a in unique if is_short_anchor(a) and not a.endswith(_STEM_MARK)]
-    literals = _without_redundant([a for a in unique if not is_short_anchor(a)])
+    stems: list[bytes] = []
+    words: list[bytes] = []
+    long: list[bytes] = []
+    for a in dict.fromkeys(anchors):
+        if a.endswith(_STEM_MARK):
+            stems.append(a)
+        else:
+            (words if is_short_anchor(a) else long).append(a)
+    literals = _without_redundant(long)
     return [
         *(_escape_bytes(a) for a in literals),
         *dict.fromkeys(regexes),
@@ -259,30 +265,23 @@ def _screen_patterns(anchors: list[bytes], regexes: list[bytes]) -> list[bytes]:
 
 
 def _without_redundant(literals: list[bytes]) -> list[bytes]:
-    """The literals but those that contain another one (caseless, as the screen matches): a
-    row holding "bitcoin miner" holds "bitcoin", so the longer literal never changes what the
-    screen lets through, and about half the anchors of a policy are such. Found by one
-    Hyperscan scan of the literals themselves, one per line."""
+    """The literals but those that contain another one (ASCII-caseless, as the screen matches):
+    a row holding "bitcoin miner" holds "bitcoin", so the longer literal never changes what the
+    screen lets through, and about half the anchors of a policy are such. One Aho-Corasick
+    automaton over the literals finds, in each, the others it holds."""
     if len(literals) < 2:
         return literals
-    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    db.compile(
-        expressions=[_escape_bytes(a) for a in literals],
-        ids=list(range(len(literals))),
-        elements=len(literals),
-        flags=[_SCREEN_FLAGS] * len(literals),
-    )
-    ends = np.cumsum([len(a) + 1 for a in literals]) - 1  # where each line's newline is
-    lengths = [len(a) for a in literals]
-    redundant = np.zeros(len(literals), dtype=bool)
-
-    def found(pattern: int, start: int, end: int, flags: int, context: object) -> None:
-        line = int(np.searchsorted(ends, end - 1))
-        if lengths[pattern] < lengths[line]:  # a shorter literal inside this one
-            redundant[line] = True
-
-    db.scan(b"\n".join(literals) + b"\n", match_event_handler=found)
-    return [a for a, gone in zip(literals, redundant.tolist(), strict=True) if not gone]
+    # bytes.lower() folds ASCII letters only, as the screen does; Latin-1 maps bytes 1:1.
+    folded = [a.lower().decode("latin-1") for a in literals]
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_LENGTH)
+    for key in set(folded):
+        automaton.add_word(key)
+    automaton.make_automaton()
+    return [
+        literal
+        for literal, key in zip(literals, folded, strict=True)
+        if not any(length < len(key) for _, length in automaton.iter(key))
+    ]
 
 
 def _word_pattern(anchor: bytes, right_edge: bool = True) -> bytes:
@@ -389,8 +388,8 @@ class Matcher:
             for regex in rule.regexes:
                 policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
                 if rule.screen:
-                    pass
-                elif rule.anchors:
+                    continue  # screened by the rule's own screen, above
+                if rule.anchors:
                     # Literals that every match of the rule's regexes contains: a literal
                     # screen runs several times faster than the regexes themselves.
                     anchors.extend(a for t in rule.anchors for a in screen_anchors(t))
@@ -715,10 +714,10 @@ class _DatabaseCache:
         return cls(Path(base) / "catalogue-purge")
 
     @staticmethod
-    def key(patterns: Sequence[bytes], flags: int) -> str:
+    def key(patterns: Sequence[bytes], flags: int, kind: bytes = b"hyperscan-block") -> str:
         digest = hashlib.sha256()
         for part in (
-            b"hyperscan-block",
+            kind,
             str(getattr(hyperscan, "__version__", "")).encode(),
             platform.machine().encode(),
             str(flags).encode(),
@@ -729,16 +728,12 @@ class _DatabaseCache:
             digest.update(len(pattern).to_bytes(8, "big") + pattern)
         return digest.hexdigest()
 
-    def _path(self, key: str) -> Path:
-        return self.root / f"hs-{key}.db"
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.root / f"hs-{key}.{suffix}"
 
     def load(self, key: str) -> hyperscan.Database | None:
-        try:
-            data = self._path(key).read_bytes()
-        except OSError:
-            return None
-        checksum, payload = data[:32], data[32:]
-        if hashlib.sha256(payload).digest() != checksum:
+        payload = self.load_bytes(key, "db")
+        if payload is None:
             return None
         try:
             return hyperscan.loadb(payload, hyperscan.HS_MODE_BLOCK)
@@ -746,8 +741,18 @@ class _DatabaseCache:
             return None
 
     def store(self, key: str, db: hyperscan.Database) -> None:
-        payload = hyperscan.dumpb(db)
-        path = self._path(key)
+        self.store_bytes(key, "db", hyperscan.dumpb(db))
+
+    def load_bytes(self, key: str, suffix: str) -> bytes | None:
+        try:
+            data = self._path(key, suffix).read_bytes()
+        except OSError:
+            return None
+        checksum, payload = data[:32], data[32:]
+        return payload if hashlib.sha256(payload).digest() == checksum else None
+
+    def store_bytes(self, key: str, suffix: str, payload: bytes) -> None:
+        path = self._path(key, suffix)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
