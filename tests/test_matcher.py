@@ -183,22 +183,32 @@ def test_screen_on_sliced_and_null_arrays(matcher):
     assert matcher.screen(raw).tolist() == [True, False]
 
 
+def small_policy(policy_id: str, rules: str) -> str:
+    """A policy of the given rules (YAML list items) and nothing else it does not need."""
+    return (
+        f"id: {policy_id}\nversion: 1\ntitle: t\n"
+        "milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}\n"
+        f"rules:\n{rules}penalties: {{ladder: [{{id: warning, description: w}}]}}\n"
+    )
+
+
+def write_small(tmp_path, text: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def test_terms_are_literals_not_code(tmp_path):
-    text = """\
-id: injection
-version: 1
-title: t
-milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
-rules:
+    text = small_policy(
+        "injection",
+        """\
   - id: quoted
     description: a term full of SQL and regex syntax
     action: delist
     terms: {en: ["O'Brien'); DROP TABLE listings;--", "a.b*c"]}
-penalties: {ladder: [{id: warning, description: w}]}
-"""
-    path = tmp_path / "p.yaml"
-    path.write_text(text, encoding="utf-8")
-    matcher = Matcher(load_policy(path))
+""",
+    )
+    matcher = Matcher(load_policy(write_small(tmp_path, text)))
     assert rules_fired(matcher, "sale: O'Brien'); DROP TABLE listings;-- today") == {"quoted"}
     assert rules_fired(matcher, "aXbbbc") == set()
 
@@ -206,21 +216,16 @@ penalties: {ladder: [{id: warning, description: w}]}
 def test_a_short_stem_is_screened_open_on_its_right(tmp_path):
     """ "rx6*" matches "rx6600": its screen anchor is a whole word on the left only, so the
     screen stays a superset of the precise match."""
-    text = """\
-id: stems
-version: 1
-title: t
-milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
-rules:
+    text = small_policy(
+        "stems",
+        """\
   - id: cards
     description: a card family by a short stem
     action: review
     terms: {en: ["rx6*", "rtx"]}
-penalties: {ladder: [{id: warning, description: w}]}
-"""
-    path = tmp_path / "p.yaml"
-    path.write_text(text, encoding="utf-8")
-    matcher = Matcher(load_policy(path))
+""",
+    )
+    matcher = Matcher(load_policy(write_small(tmp_path, text)))
     texts = ["RX6600 XT 8GB", "rx6 card", "PRX600", "RTX3060", "RTX 3060"]
     assert screen(matcher, texts) == [True, True, False, False, True]
     assert [rules_fired(matcher, t) for t in texts] == [
@@ -235,21 +240,17 @@ penalties: {ladder: [{id: warning, description: w}]}
 def test_a_rule_can_give_the_screen_its_own_regex(tmp_path):
     """`screen:` raw regexes the screen runs for a rule's regexes instead of deriving them; a
     screen without regexes, or beside anchors, is refused."""
-    text = """\
-id: screened
-version: 1
-title: t
-milestones: {delisting_from: 2021-10-08, penalties_from: 2021-10-15}
-rules:
+    text = small_policy(
+        "screened",
+        """\
   - id: hashrate-and-power
     description: a hashrate and a power draw
     action: delist
     regexes: ['(?:^|[^a-z0-9])\\d{2,3}t [^ ]* ?\\d{4}w(?:$|[^a-z0-9])']
     screen: ['[0-9]t[^\\n]*[0-9]w']
-penalties: {ladder: [{id: warning, description: w}]}
-"""
-    path = tmp_path / "p.yaml"
-    path.write_text(text, encoding="utf-8")
+""",
+    )
+    path = write_small(tmp_path, text)
     matcher = Matcher(load_policy(path))
     texts = ["Unit 110T box 3250W", "110T only", "3250W heater", "110T\n3250W"]
     assert screen(matcher, texts) == [True, False, False, False]

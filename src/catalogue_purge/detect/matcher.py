@@ -714,10 +714,10 @@ class _DatabaseCache:
         return cls(Path(base) / "catalogue-purge")
 
     @staticmethod
-    def key(patterns: Sequence[bytes], flags: int, kind: bytes = b"hyperscan-block") -> str:
+    def key(patterns: Sequence[bytes], flags: int) -> str:
         digest = hashlib.sha256()
         for part in (
-            kind,
+            b"hyperscan-block",
             str(getattr(hyperscan, "__version__", "")).encode(),
             platform.machine().encode(),
             str(flags).encode(),
@@ -728,12 +728,16 @@ class _DatabaseCache:
             digest.update(len(pattern).to_bytes(8, "big") + pattern)
         return digest.hexdigest()
 
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.root / f"hs-{key}.{suffix}"
+    def _path(self, key: str) -> Path:
+        return self.root / f"hs-{key}.db"
 
     def load(self, key: str) -> hyperscan.Database | None:
-        payload = self.load_bytes(key, "db")
-        if payload is None:
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        checksum, payload = data[:32], data[32:]
+        if hashlib.sha256(payload).digest() != checksum:
             return None
         try:
             return hyperscan.loadb(payload, hyperscan.HS_MODE_BLOCK)
@@ -741,18 +745,8 @@ class _DatabaseCache:
             return None
 
     def store(self, key: str, db: hyperscan.Database) -> None:
-        self.store_bytes(key, "db", hyperscan.dumpb(db))
-
-    def load_bytes(self, key: str, suffix: str) -> bytes | None:
-        try:
-            data = self._path(key, suffix).read_bytes()
-        except OSError:
-            return None
-        checksum, payload = data[:32], data[32:]
-        return payload if hashlib.sha256(payload).digest() == checksum else None
-
-    def store_bytes(self, key: str, suffix: str, payload: bytes) -> None:
-        path = self._path(key, suffix)
+        payload = hyperscan.dumpb(db)
+        path = self._path(key)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
