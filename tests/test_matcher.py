@@ -275,6 +275,52 @@ def test_a_rule_can_give_the_screen_its_own_regex(tmp_path):
         assert said in str(caught.value)
 
 
+def test_a_screen_item_can_need_all_of_its_regexes_in_one_row(tmp_path):
+    """`{all: [a, b]}` lets a row in only when both regexes are found in it, in any order and
+    either field; a row holding one is let in by another rule's anchor only. The other regexes
+    are looked for only in the rows the first let in, by a database of their own."""
+    text = small_policy(
+        "conjunction",
+        """\
+  - id: hashrate-beside-power
+    description: a hashrate beside a power draw or a unit word
+    action: review
+    regexes: ['(?:^|[^a-z0-9])\\d{2,3}t .*\\d{4}w', '(?:^|[^a-z0-9])\\d{2,3}t units?']
+    screen:
+      - all: ['[0-9]t[^a-z0-9]', '[0-9]{4} ?w']
+      - all: ['[0-9]t[^a-z0-9]', 'units?']
+  - id: brands
+    description: a brand
+    action: delist
+    terms: {en: [antminer]}
+""",
+    )
+    matcher = Matcher(load_policy(write_small(tmp_path, text)))
+    titles = [
+        "110T box 3250W",  # both regexes of the first
+        "3250W, 110T",  # in the other order
+        "110T only",  # the first regex alone
+        "3250W heater",  # the second alone
+        "110T units",  # the second conjunction
+        "Antminer 3250W",  # another rule's anchor
+        "110T",  # the first in the title, the second in the description
+        "Unit 3250W",  # the others without the first
+    ]
+    descriptions = pa.array([None] * 6 + ["3250W", "no hashrate"], pa.string())
+    assert screen(matcher, titles, descriptions) == [
+        True, True, False, False, True, True, True, False,
+    ]  # fmt: skip
+    assert rules_fired(matcher, titles[0]) == {"hashrate-beside-power"}
+    assert rules_fired(matcher, titles[4]) == {"hashrate-beside-power"}
+    assert matcher._screen_patterns_list.count(b"[0-9]t[^a-z0-9]") == 2
+    assert b"[0-9]{4} ?w" not in matcher._screen_patterns_list
+    # A conjunction of one regex is refused: it is a plain screen regex.
+    path = write_small(tmp_path, text.replace("'[0-9]t[^a-z0-9]', 'units?'", "'units?'"))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert "at least 2 items" in str(caught.value)
+
+
 def test_the_screen_drops_literals_that_hold_another_and_lets_the_same_rows_through(policy):
     """A literal anchor that contains another ("bitcoin miner" holds "bitcoin") changes nothing
     the screen lets through: the screen keeps the shorter one only."""
@@ -406,8 +452,9 @@ def test_compiled_databases_are_cached_on_disk_and_a_bad_file_is_compiled_again(
     monkeypatch.setenv(CACHE_ENVIRONMENT, str(tmp_path / "cache"))
     expected = _answers(matcher)
     first = Matcher(policy)
-    files = sorted((tmp_path / "cache").glob("hs-*.db"))
-    assert len(files) == 4  # screen, field, literal and regex databases
+    # The largest first: the conjunctions' database is too small to truncate to 1,000 bytes.
+    files = sorted((tmp_path / "cache").glob("hs-*.db"), key=lambda f: -f.stat().st_size)
+    assert len(files) == 5  # screen, its conjunctions, field, literal and regex databases
     stamps = {f: f.stat().st_mtime_ns for f in files}
     loaded = Matcher(policy)  # from the files: none is written again
     assert {f: f.stat().st_mtime_ns for f in files} == stamps

@@ -43,14 +43,24 @@ from catalogue_purge.detect.normalise import (
     normalise_array,
     strip_accents,
 )
-from catalogue_purge.detect.policy import Field_, Mode, Policy, TextRule, compile_regex
+from catalogue_purge.detect.policy import (
+    Field_,
+    Mode,
+    Policy,
+    ScreenAll,
+    TextRule,
+    compile_regex,
+)
 from catalogue_purge.errors import PolicyError
 
 # Caseless in bytes only: non-ASCII anchors carry their own case variants (UTF-8 caseless
 # compilation of thousands of literals takes seconds).
 _SCREEN_FLAGS = hyperscan.HS_FLAG_CASELESS
 # Policy regexes over the normalised rows, one row per line: `^` and `$` are each field's ends.
-_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE
+# Hyperscan only proposes the rows (prefilter mode: a superset of the matches, which lets it
+# take a regex too large to compile exactly, such as a long list of words after a gap); RE2
+# then searches each proposed row for the match itself.
+_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_PREFILTER
 _SPACED_SEPARATORS = (" ", ".", "-", "_", "*")
 _SPLIT_SEPARATORS = (" ", ".", "-", "_")
 _WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
@@ -364,6 +374,7 @@ class Matcher:
         anchors: list[bytes] = []  # raw literals of the terms: the screen
         other_anchors: list[bytes] = []  # of context and exclusion terms
         screen_regexes: list[bytes] = []
+        conjunctions: list[list[bytes]] = []  # screen items that need all their regexes
         literals: dict[bytes, set[int]] = defaultdict(set)  # compact literal -> pattern indexes
         policy_regexes: list[int] = []
         thresholds = policy.document.thresholds
@@ -384,7 +395,11 @@ class Matcher:
                     screened = acts and (role is Role.CONTEXT if by_context else role is Role.TERM)
                     (anchors if screened else other_anchors).extend(screen_anchors(term))
             # The policy's own screen for the rule's regexes, run as written.
-            screen_regexes.extend(r.encode() for r in rule.screen)
+            for item in rule.screen:
+                if isinstance(item, ScreenAll):
+                    conjunctions.append([r.encode() for r in item.all])
+                else:
+                    screen_regexes.append(item.encode())
             for regex in rule.regexes:
                 policy_regexes.append(self._add(rule, Role.REGEX, regex, lambda r: r))
                 if rule.screen:
@@ -399,15 +414,7 @@ class Matcher:
                     anchors.extend(a for t in rule.requires_any for a in screen_anchors(t))
                 else:
                     screen_regexes.append(_screen_regex(regex))
-        screen = _screen_patterns(anchors, screen_regexes)
-        self._screen_patterns_list = screen  # for tools that show what the screen runs
-        self.screen_pattern_count = len(screen)
-        self._screen_db = self._compile(screen, _SCREEN_FLAGS)
-        # The same over every pattern: a field of a screened listing without any of these
-        # cannot hold a term, a context term or an exclusion, and is not normalised at all.
-        self._field_db = self._compile(
-            _screen_patterns(anchors + other_anchors, screen_regexes), _SCREEN_FLAGS
-        )
+        self._build_screens(anchors, other_anchors, screen_regexes, conjunctions)
         self._literal_keys = list(literals)
         targets = [sorted(literals[k]) for k in self._literal_keys]
         # The patterns each literal stands for, flat: literal i -> values[starts[i]:][:counts[i]]
@@ -448,6 +455,38 @@ class Matcher:
         self._unique_of_array = np.array(self._unique_of, dtype=np.int64)
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
+
+    def _build_screens(
+        self,
+        anchors: list[bytes],
+        other_anchors: list[bytes],
+        screen_regexes: list[bytes],
+        conjunctions: list[list[bytes]],
+    ) -> None:
+        """The screen of stage 1, and the one over each field of stage 2."""
+        screen = _screen_patterns(anchors, screen_regexes)
+        # A conjunction's first regex is screened for with the rest, after them; its other
+        # regexes are looked for only in the rows its first one let in, by a second database.
+        self._first_conjunct = len(screen)
+        screen += [regexes[0] for regexes in conjunctions]
+        self._confirm = _Conjunctions.of(conjunctions)
+        self._screen_patterns_list = screen  # for tools that show what the screen runs
+        self.screen_pattern_count = len(screen)
+        self._screen_db = self._compile(screen, _SCREEN_FLAGS)
+        self._confirm_db = (
+            self._compile(self._confirm.patterns, _SCREEN_FLAGS) if conjunctions else None
+        )
+        # The same over every pattern: a field of a screened listing without any of these
+        # cannot hold a term, a context term or an exclusion, and is not normalised at all.
+        # (A conjunction's regexes count one by one here: a field may hold one of them, the
+        # other field the rest.)
+        self._field_db = self._compile(
+            _screen_patterns(
+                anchors + other_anchors,
+                screen_regexes + [r for regexes in conjunctions for r in regexes],
+            ),
+            _SCREEN_FLAGS,
+        )
 
     def _add(self, rule: TextRule, role: Role, term: str, to_pattern: Callable[[str], str]) -> int:
         try:
@@ -511,7 +550,25 @@ class Matcher:
         newline): the rows lie back to back in the Arrow buffer, and the newline is what keeps
         a short anchor such as "btc" at the end of one row from touching the next row.
         """
-        return self._rows_with_hits(self._screen_db, "screen", column)
+        column = _one_chunk(column)
+        pids, rows = self._scan_column(self._screen_db, "screen", column)
+        mask = np.zeros(len(column), dtype=bool)
+        plain = pids < self._first_conjunct
+        mask[rows[plain]] = True
+        if self._confirm_db is None or plain.all():
+            return mask
+        # Rows that only a conjunction's first regex let in: look for its others there.
+        rows, groups = rows[~plain], pids[~plain] - self._first_conjunct
+        open_ = ~mask[rows]
+        candidates = np.unique(rows[open_] * len(self._confirm.needs) + groups[open_])
+        if len(candidates) == 0:
+            return mask
+        candidate_rows = np.unique(candidates // len(self._confirm.needs))
+        found, at = self._scan_column(
+            self._confirm_db, "confirm", column.take(pa.array(candidate_rows))
+        )
+        mask[self._confirm.rows_complete(candidates, candidate_rows[at], found)] = True
+        return mask
 
     def _rows_with_hits(
         self, db: hyperscan.Database, name: str, column: pa.Array | pa.ChunkedArray
@@ -682,6 +739,37 @@ class Matcher:
             for rule in self.policy.rules_for(None if country == "*" else country)
         ]
         return pa.Table.from_pylist(rows, schema=RULE_SCOPE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class _Conjunctions:
+    """The screen's conjunctions but their first regexes: `patterns` (one database), and for
+    each its conjunction (`group_of`) and each conjunction's count of them (`needs`)."""
+
+    patterns: list[bytes]
+    group_of: np.ndarray
+    needs: np.ndarray
+
+    @classmethod
+    def of(cls, conjunctions: list[list[bytes]]) -> _Conjunctions:
+        rest = [(g, r) for g, regexes in enumerate(conjunctions) for r in regexes[1:]]
+        return cls(
+            patterns=[r for _, r in rest],
+            group_of=np.array([g for g, _ in rest], dtype=np.int64),
+            needs=np.array([len(regexes) - 1 for regexes in conjunctions], dtype=np.int64),
+        )
+
+    def rows_complete(
+        self, candidates: np.ndarray, rows: np.ndarray, pattern_ids: np.ndarray
+    ) -> np.ndarray:
+        """The rows where some conjunction is complete. candidates: row * groups + group for
+        each row its first regex let in; rows, pattern_ids: where the others were found."""
+        groups = len(self.needs)
+        found = np.unique(rows * len(self.patterns) + pattern_ids)  # each regex once per row
+        found_rows, found_ids = np.divmod(found, len(self.patterns))
+        keys, counts = np.unique(found_rows * groups + self.group_of[found_ids], return_counts=True)
+        complete = keys[counts == self.needs[keys % groups]]
+        return np.unique(complete[np.isin(complete, candidates)] // groups)
 
 
 CACHE_ENVIRONMENT = "CATALOGUE_PURGE_CACHE"

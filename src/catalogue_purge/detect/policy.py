@@ -157,6 +157,12 @@ class Thresholds(_Strict):
         return self
 
 
+class ScreenAll(_Strict):
+    """A screen item that needs all of its raw-text regexes in the same row."""
+
+    all: list[NonEmptyStr] = Field(min_length=2)
+
+
 class TextRule(_Strict):
     id: Annotated[str, Field(pattern=_ID)]
     description: NonEmptyStr
@@ -181,8 +187,10 @@ class TextRule(_Strict):
     anchors: list[NonEmptyStr] = Field(default_factory=list)
     # Or regexes over the raw text (caseless, one row at a time) that every match of `regexes`
     # lies inside: for a rule whose matches hold no literal ("110T ... 3250W"). The screen runs
-    # these, simpler than the rule's own, instead of deriving one from each regex.
-    screen: list[NonEmptyStr] = Field(default_factory=list)
+    # these, simpler than the rule's own, instead of deriving one from each regex. An item
+    # `{all: [a, b, ...]}` lets a row through only when every one of its regexes is found in
+    # it, anywhere: the first (the rarest) over every row, the others over the rows it let in.
+    screen: list[NonEmptyStr | ScreenAll] = Field(default_factory=list)
     requires_any: list[NonEmptyStr] = Field(default_factory=list)
     # What the screen looks for: the rule's terms, or (with requires_any) its context terms,
     # when the terms are common words ("course", "container") and the context is not.
