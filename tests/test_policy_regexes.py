@@ -102,6 +102,10 @@ def test_a_nested_quantifier_before_the_end_fires(tmp_path):
         (r"(?<!toy )miner", "backreferences and lookaround are not available"),
         ("(?:miner)?", "it matches an empty text, so it would fire on every listing"),
         ("(unclosed", "missing )"),
+        # Normalised text holds no accent, capital or "й": such a regex could never match.
+        ("(?:bán|prodám) usdt", "it spells 'á', which the normalised text it runs on never holds"),
+        ("майнинг", "write 'и'"),
+        ("Bitcoin", "write 'b'"),
     ],
 )
 def test_a_regex_the_engine_cannot_run_is_refused_with_its_reason(tmp_path, regex, says):
@@ -110,3 +114,9 @@ def test_a_regex_the_engine_cannot_run_is_refused_with_its_reason(tmp_path, rege
     message = str(caught.value)
     assert "rules[0]" in message and "invalid regex" in message
     assert says in message
+
+
+def test_escapes_and_classes_are_not_read_as_letters(tmp_path):
+    """An escape ("\\B", "\\D", "\\p{Lu}") and a group's name are not letters of the text."""
+    matcher = Matcher(load_policy(policy_file(tmp_path, r"\bminer\B|\d\D\p{Lu}|(?P<Coin>btc)")))
+    assert fired(matcher, ["a btc coin", "a coin"]) == [True, False]

@@ -21,6 +21,7 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from catalogue_purge.detect.normalise import normalise
 from catalogue_purge.errors import PlanMismatch, PolicyError, PurgeError
 
 CATEGORY_SEPARATOR = " > "
@@ -101,6 +102,11 @@ class ProhibitedCategory(_Strict):
     # review` fired (a used card, a hotspot, a shell that says it does not mine). Then a
     # person decides.
     when_text_disagrees: Literal["delist", "review"] = "delist"
+    # And where this says `review`, a listing whose text says too little to act on by itself
+    # (a score below the review threshold, and no disagreement): a phone, a book or a PC case
+    # filed there, or a terse "used unit, works". The category is then the only evidence, and
+    # a person decides.
+    when_text_silent: Literal["delist", "review"] = "delist"
 
     @field_validator("path")
     @classmethod
@@ -137,7 +143,35 @@ def regex_problem(pattern: str) -> str | None:
         )
     if compiled.search("") is not None:
         return "it matches an empty text, so it would fire on every listing"
+    lost = _letters_normalised_away(pattern)
+    if lost:
+        return (
+            f"it spells {', '.join(repr(c) for c in lost)}, which the normalised text it runs "
+            f"on never holds: write {', '.join(repr(normalise(c)) for c in lost)} (accents, case "
+            "and compatibility forms are folded before the match)"
+        )
     return None
+
+
+def _letters_normalised_away(pattern: str) -> list[str]:
+    """The letters a regex spells outside its escapes that normalisation changes ("á", "й",
+    "B"): a regex holding one can never match where it is written."""
+    lost: dict[str, None] = {}
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            # An escape ("\\d", "\\B"); a Unicode class ("\\p{Lu}") with its name.
+            close = pattern.find("}", i) if pattern[i + 1 : i + 3] in ("p{", "P{") else -1
+            i = close + 1 if close > 0 else i + 2
+            continue
+        if pattern.startswith("(?P<", i):
+            i = pattern.find(">", i) + 1 or len(pattern)
+            continue
+        if c.isalpha() and normalise(c) != c:
+            lost[c] = None
+        i += 1
+    return list(lost)
 
 
 class Thresholds(_Strict):
