@@ -30,6 +30,8 @@ from .evaluation.labelled import load_listings
         ("мaйнер б/у", "маинер б у"),  # a Latin "a" inside a Russian word: in Cyrillic
         ("мaйнep", "маинер"),  # as many Latin lookalikes as Cyrillic letters
         ("Вitcоin", "bitcoin"),  # Cyrillic lookalikes inside a Latin word: in Latin
+        ("دستگاه S۱۹ ۱۱۰T", "دستگاه s19 110t"),  # digits of any script read as ASCII
+        ("RTX ३०८० ٣٥٠٠W", "rtx 3080 3500w"),
         (None, ""),
     ],
 )
@@ -434,6 +436,13 @@ def test_every_text_normalisation_repairs_or_folds_is_screened_in(matcher):
     assert len(homoglyphs) > 100
     assert all(screen(matcher, [f"ab{h}cd" for h in homoglyphs]))
     assert all(screen(matcher, [f"{h}bcd" for h in homoglyphs]))
+    # A digit of another script beside a Latin letter or digit: "S۱۹" reads "s19".
+    assert screen(matcher, ["دستگاه S۱۹", "RTX ३०८०", "x ๑๙", "٣٥ تومان"]) == [
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def _answers(matcher: Matcher) -> list:

@@ -67,6 +67,11 @@ _WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
 # Model numbers are also written "ver. 009S", "S19 / L7": for terms with a digit.
 _NUMBER_JOINERS = (". ", ", ", ": ", " - ", " / ", "- ")
 _LEET = {"a": "a4@", "e": "e3", "i": "i1l", "o": "o0", "s": "s5$", "t": "t7", "b": "b8"}
+# A decimal digit of the Arabic-Indic, Persian, Devanagari, Bengali or Thai script, in UTF-8.
+_OTHER_DIGIT = (
+    rb"(?:\xd9[\xa0-\xa9]|\xdb[\xb0-\xb9]|\xe0\xa5[\xa6-\xaf]|\xe0\xa7[\xa6-\xaf]"
+    rb"|\xe0\xb9[\x90-\x99])"
+)
 # Text that normalisation changes beyond what the literal anchors can see: such rows are always
 # normalised and matched precisely. Full-width letters and digits (not the full-width
 # punctuation every Chinese text has), zero-width and invisible characters, soft hyphen,
@@ -93,6 +98,10 @@ _DETECTORS = (
     # such runs into one word, which no anchor spells.
     rb"(?:^|[ ._-])(?:[\xce-\xd3][\x80-\xbf][ ._-]){2}[\xce-\xd3][\x80-\xbf](?:$|[ ._-])",
     rb"(?:^|[ ._-])(?:\xe3[\x82\x83][\x80-\xbf][ ._-]){2}\xe3[\x82\x83][\x80-\xbf](?:$|[ ._-])",
+    # A digit of another script (Arabic-Indic, Persian, Devanagari, Bengali, Thai) beside a
+    # Latin letter or digit ("S۱۹", "RTX ۳۰۸۰"): normalise reads it as an ASCII digit.
+    rb"[a-z0-9][ .-]?" + _OTHER_DIGIT,
+    _OTHER_DIGIT + rb"[ .-]?[a-z]",
     # Mojibake: a letter of U+00C0-U+00FF followed by a character of U+0080-U+00BF or by the
     # punctuation cp1252 puts at 0x80-0x9F (normalise.repair_mojibake).
     rb"\xc3[\x80-\xbf]\xc2[\x80-\xbf]",

@@ -6,7 +6,8 @@ Sellers write the same product many ways: "ＡＮＴＭＩＮＥＲ", "A.n.t-min
 - HTML tags become spaces and entities are decoded (twice, for double-encoded exports);
 - Unicode compatibility forms are folded (NFKC: full-width letters and digits, ligatures);
 - case is folded; zero-width characters and soft hyphens are dropped;
-- accents are stripped (NFD, combining marks removed);
+- accents are stripped (NFD, combining marks removed), and the decimal digits of every script
+  ("۸۸", "٣٥٠٠W") read as ASCII digits;
 - every run of characters that is neither a letter nor a digit becomes one space;
 - a space separates Han/Kana/Hangul from other letters, so word boundaries work for Latin terms
   glued to Chinese text ("蚂蚁antminer");
@@ -159,6 +160,17 @@ def repair_mojibake(text: str, suspect: bool | None = None) -> str:
     return text
 
 
+@cache
+def _decimal_digits() -> dict[int, str]:
+    """Every decimal digit of another script ("۸۸", "٣٥٠٠", "४५") to its ASCII digit: a
+    hashrate, a power draw or a model number reads the same in any script."""
+    return {
+        cp: str(unicodedata.digit(chr(cp)))
+        for cp in range(0x80, 0x1FC00)
+        if unicodedata.category(chr(cp)) == "Nd"
+    }
+
+
 def strip_accents(text: str) -> str:
     """The text without combining marks (accents, the breve of Cyrillic й), composed again:
     Hangul syllables and kana stay what they are, as a policy's regexes spell them."""
@@ -197,7 +209,7 @@ def _unfolded(text: str | None, mojibake: bool | None = None) -> str:
     if not text.isascii():
         text = repair_mojibake(text, mojibake)
         text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
-        text = strip_accents(text)
+        text = strip_accents(text).translate(_decimal_digits())
     text = _SEPARATORS.sub(" ", text.casefold())
     if not text.isascii() and _HAS_CJK.search(text):
         text = _CJK_EDGE.sub(" ", text)
