@@ -8,7 +8,9 @@
 -- Decision: a prohibited category (not exempted) -> 'delist', whatever the score, except where
 -- the category says `when_text_disagrees: review` and the text disagrees: its score is below
 -- zero (counter-evidence outweighs the evidence: a mug filed as a miner), or a rule `at_most:
--- review` fired (a used card, a hotspot, a shell that says it does not mine) -> 'review'; else a score
+-- review` fired (a used card, a hotspot, a shell that says it does not mine) -> 'review', and where
+-- it says `when_text_silent: review` and the text says too little to act on by itself (a score
+-- below thresholds.review_at: a phone or a book filed there) -> 'review'; else a score
 -- at or above thresholds.delist_at -> 'delist', at or above thresholds.review_at -> 'review';
 -- a listing that would have been acted on but for its exemptions -> 'exempted'; a listing only
 -- rules in shadow would act on -> 'shadow' (reported, nothing done); else no finding.
@@ -24,7 +26,7 @@
 --   evidence(listing_id, rule_id, weight, shadow, caps, term, field, text)   text rules that fired
 --   exemptions(exemption_id, listing_id, seller_id, rule_id)            in force at the as-of date
 --   thresholds(delist_at, review_at)                                    one row: the policy's
---   categories(path, review_when_text_disagrees)                        the prohibited ones
+--   categories(path, review_when_text_disagrees, review_when_text_silent) the prohibited ones
 WITH fired AS (
     SELECT listing_id, rule_id, weight, shadow, caps, term, field, text
     FROM evidence
@@ -96,6 +98,8 @@ decided AS (
         CASE
             WHEN p.category_active AND coalesce(k.review_when_text_disagrees, false)
                  AND (coalesce(s.score, 0) < 0 OR coalesce(s.capped, false)) THEN 'review'
+            WHEN p.category_active AND coalesce(k.review_when_text_silent, false)
+                 AND coalesce(s.score, 0) < t.review_at THEN 'review'
             WHEN p.category_active THEN 'delist'
             WHEN coalesce(s.score, 0) >= t.delist_at AND NOT coalesce(s.capped, false) THEN 'delist'
             WHEN coalesce(s.score, 0) >= t.review_at THEN 'review'
@@ -104,6 +108,8 @@ decided AS (
             WHEN p.category_active AND coalesce(k.review_when_text_disagrees, false)
                  AND (coalesce(s.shadow_score, 0) < 0 OR coalesce(s.capped_with_shadow, false))
             THEN 'review'
+            WHEN p.category_active AND coalesce(k.review_when_text_silent, false)
+                 AND coalesce(s.shadow_score, 0) < t.review_at THEN 'review'
             WHEN p.category_active THEN 'delist'
             WHEN coalesce(s.shadow_score, 0) >= t.delist_at
                  AND NOT coalesce(s.capped_with_shadow, false) THEN 'delist'

@@ -158,14 +158,60 @@ def test_a_suspended_category_can_leave_a_listing_its_text_disagrees_with_to_a_p
     assert "is suspended, but the text disagrees" in said and "a person decides" in said
 
 
-def test_when_text_disagrees_takes_delist_or_review_only(tmp_path):
+def test_a_suspended_category_can_leave_a_listing_its_text_says_too_little_about_to_a_person(
+    tmp_path, capsys
+):
+    """`when_text_silent: review`: in that category, a listing whose text alone would not act
+    (a score below the review threshold, counter-evidence aside) goes to a person; one the text
+    agrees with is delisted. Without it, the same listing is delisted."""
+    text = POLICY.replace(
+        "prohibited_categories: [{path: Computer & Office > Blockchain Miners}]",
+        "prohibited_categories:\n"
+        "  - {path: Computer & Office > Blockchain Miners, when_text_disagrees: review,\n"
+        "     when_text_silent: review}",
+    )
+    rows = [
+        listing("silent", "Blue vase", MINERS),
+        listing("model", "Antminer desk model, non functional", MINERS),  # 10 - 8
+        listing("agrees", "Antminer S19", MINERS),
+        listing("desk-toy", "Blinking desk model, non functional", MINERS),
+    ]
+    snapshot = open_snapshot(str(write_listings(tmp_path / "s.parquet", rows)))
+
+    def decided(policy_text: str) -> dict:
+        policy = load_policy(write_policy(tmp_path, policy_text))
+        result = sweep(snapshot, policy, parse_as_of("2021-10-08", policy))
+        return {f["listing_id"]: (f["decision"], f["score"]) for f in result.findings.to_pylist()}
+
+    assert decided(text) == {
+        "silent": ("review", 0),
+        "model": ("review", 2),
+        "agrees": ("delist", 10),
+        "desk-toy": ("review", -8),
+    }
+    assert decided(POLICY)["silent"] == ("delist", 0)
+
+    from catalogue_purge.cli import main
+
+    path = write_policy(tmp_path, text)
+    args = ["explain", "--policy", str(path), "--category", MINERS, "--title"]
+    assert main([*args, "Blue vase"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("decision: review  score 0")
+    assert "says too little to act on" in said and "when_text_silent: review" in said
+    assert main([*args, "desk model non functional"]) == 0
+    assert "the text disagrees" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", ["when_text_disagrees", "when_text_silent"])
+def test_when_text_disagrees_or_is_silent_takes_delist_or_review_only(tmp_path, key):
     text = POLICY.replace(
         "[{path: Computer & Office > Blockchain Miners}]",
-        "[{path: Computer & Office > Blockchain Miners, when_text_disagrees: keep}]",
+        f"[{{path: Computer & Office > Blockchain Miners, {key}: keep}}]",
     )
     with pytest.raises(PolicyError) as caught:
         load_policy(write_policy(tmp_path, text))
-    assert "prohibited_categories[0].when_text_disagrees" in str(caught.value)
+    assert f"prohibited_categories[0].{key}" in str(caught.value)
 
 
 @pytest.mark.parametrize(

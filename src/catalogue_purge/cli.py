@@ -952,10 +952,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if explained.get("decision_at_as_of"):
         print(f"  on {args.as_of}: {explained['decision_at_as_of']}")
     if explained["prohibited_category"] and explained["decision"] == "review":
+        caps = {r.id for r in policy.document.rules if r.at_most == "review"}
+        disagrees = explained["score"] < 0 or any(
+            e["rule_id"] in caps and not e["shadow"] and not e["exemption_id"]
+            for e in explained["evidence"]
+        )
         print(
             f"  category {explained['prohibited_category']!r} is suspended, but the text "
-            "disagrees (its score is below 0, or a rule at_most: review fired; the category "
-            "says when_text_disagrees: review): a person decides"
+            + (
+                "disagrees (its score is below 0, or a rule at_most: review fired; the "
+                "category says when_text_disagrees: review): a person decides"
+                if disagrees
+                else f"says too little to act on (its score is below {t['review']:g}; the "
+                "category says when_text_silent: review): a person decides"
+            )
         )
     elif explained["prohibited_category"]:
         agrees = "agrees" if explained["score"] >= t["review"] else "does not agree"

@@ -76,7 +76,13 @@ EVIDENCE_SCHEMA = pa.schema(
     ]
 )
 THRESHOLDS_SCHEMA = pa.schema([("delist_at", pa.float64()), ("review_at", pa.float64())])
-CATEGORIES_SCHEMA = pa.schema([("path", pa.string()), ("review_when_text_disagrees", pa.bool_())])
+CATEGORIES_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("review_when_text_disagrees", pa.bool_()),
+        ("review_when_text_silent", pa.bool_()),
+    ]
+)
 CANDIDATE_SCHEMA = pa.schema(
     [
         ("listing_id", pa.string()),
@@ -522,6 +528,7 @@ def classify(
                 "review_when_text_disagrees": [
                     c.when_text_disagrees == "review" for c in categories
                 ],
+                "review_when_text_silent": [c.when_text_silent == "review" for c in categories],
             },
             schema=CATEGORIES_SCHEMA,
         ),
