@@ -101,6 +101,7 @@ def test_the_figures_follow_from_each_decision_and_its_label(tmp_path, capsys):
         "prohibited_caught": pytest.approx(2 / 3),
         "evasions_flagged": 1.0,  # P-2, caught outside the categories
         "allowed_touched": 0.5,
+        "allowed_touched_elsewhere": 0.5,  # no allowed listing is in the suspended category
         "review_delisted": 0.0,
         "review_surfaced": 0.0,
     }
@@ -114,6 +115,23 @@ def test_the_figures_follow_from_each_decision_and_its_label(tmp_path, capsys):
     assert rules["miners"]["precision"] == pytest.approx(2 / 3)
     # P-2 and A-2 were delisted by the rule alone; P-1 by the rule and the category.
     assert rules["miners"]["alone"] == {"delist": 2}
+
+
+def test_allowed_touched_elsewhere_leaves_out_the_suspended_categories(tmp_path, capsys):
+    """A vase filed under the suspended category is delisted by the category: it counts as
+    touched, but not as touched elsewhere; the lamp outside it does."""
+    rows = [
+        *ROWS,
+        ("A-3", "allowed", False, "Blue ceramic vase", "Computer & Office > Blockchain Miners > X"),
+        ("A-4", "allowed", False, "Green vase", "Computer & Office > Blockchain Minerals"),
+    ]
+    code, out = evaluate(tmp_path, capsys, "--json", labels=labels_file(tmp_path, rows))
+    figures = json.loads(out)["evaluations"][0]["figures"]
+    assert figures["allowed_touched"] == pytest.approx(2 / 4)  # A-2 and A-3
+    assert figures["allowed_touched_elsewhere"] == pytest.approx(1 / 3)  # A-2 of A-1, A-2, A-4
+    code, out = evaluate(tmp_path, capsys, "--target", "allowed_touched_elsewhere=0.3",
+                         labels=labels_file(tmp_path, rows))  # fmt: skip
+    assert code == 9 and "allowed_touched_elsewhere 0.333, target <= 0.3" in out
 
 
 def test_the_shipped_policy_evaluates(tmp_path, capsys):

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalogue_purge.detect.policy import Policy
+from catalogue_purge.detect.policy import CATEGORY_SEPARATOR, Policy
 from catalogue_purge.detect.snapshot import open_snapshot
 from catalogue_purge.detect.sweep import sweep
 from catalogue_purge.errors import PurgeError
@@ -40,6 +40,9 @@ FIGURES = {
     "prohibited_caught": "min",
     "evasions_flagged": "min",
     "allowed_touched": "max",
+    # The same, outside the suspended categories: an allowed item filed in one (a mug, a book)
+    # goes to a person by the category's suspension, which this figure leaves out.
+    "allowed_touched_elsewhere": "max",
     "review_delisted": "max",
     "review_surfaced": "min",
 }
@@ -211,6 +214,13 @@ def _pushed_over(finding: dict | None, decision: str, thresholds: dict[str, floa
     return sorted(r for r, w in weights.items() if w > 0 and score - w < thresholds[decision])
 
 
+def _under(path: str | None, categories: list[str]) -> bool:
+    """Whether a category path is one of the categories or under one, as the sweep reads it
+    (sql/screen_listings.sql)."""
+    given = str(path or "") + CATEGORY_SEPARATOR
+    return any(given.startswith(c + CATEGORY_SEPARATOR) for c in categories)
+
+
 def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluation:
     """Sweep the labelled listings with the policy on its delisting date and compare."""
     milestones = policy.document.milestones
@@ -261,6 +271,14 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
                     ],
                 }
             )
+    suspended = [p.path for p in policy.document.prohibited_categories]
+    elsewhere = [
+        r for r in rows if r["label"] == "allowed" and not _under(r.get("category_path"), suspended)
+    ]
+    acted = ("delist", "review")
+    elsewhere_touched = sum(
+        (found.get(r["listing_id"]) or {}).get("decision") in acted for r in elsewhere
+    )
     delisted = sum(matrix[label]["delist"] for label in LABELS)
     prohibited, review, allowed = (sum(matrix[label].values()) for label in LABELS)
     figures = {
@@ -268,6 +286,7 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
         "prohibited_caught": _ratio(prohibited - matrix["prohibited"]["none"], prohibited),
         "evasions_flagged": _ratio(flagged, evasions),
         "allowed_touched": _ratio(allowed - matrix["allowed"]["none"], allowed),
+        "allowed_touched_elsewhere": _ratio(elsewhere_touched, len(elsewhere)),
         "review_delisted": _ratio(matrix["review"]["delist"], review),
         "review_surfaced": _ratio(review - matrix["review"]["none"], review),
     }
