@@ -57,10 +57,9 @@ from catalogue_purge.errors import PolicyError
 # compilation of thousands of literals takes seconds).
 _SCREEN_FLAGS = hyperscan.HS_FLAG_CASELESS
 # Policy regexes over the normalised rows, one row per line: `^` and `$` are each field's ends.
-# Hyperscan only proposes the rows (prefilter mode: a superset of the matches, which lets it
-# take a regex too large to compile exactly, such as a long list of words after a gap); RE2
-# then searches each proposed row for the match itself.
-_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_PREFILTER
+# Hyperscan proposes the rows and RE2 finds the match in each: a regex too large to compile
+# exactly is compiled in prefilter mode (a superset of its matches, see _compile).
+_MATCH_FLAGS = hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_MULTILINE
 _SPACED_SEPARATORS = (" ", ".", "-", "_", "*")
 _SPLIT_SEPARATORS = (" ", ".", "-", "_")
 _WORD_JOINERS = (" ", "-", "_", ".", "", "/", "+", "&nbsp;", "  ")
@@ -440,7 +439,11 @@ class Matcher:
         )
         self._regex_db_pattern = np.array(policy_regexes, dtype=np.int64)
         self._regex_db = (
-            self._compile([self.patterns[i].term.encode() for i in policy_regexes], _MATCH_FLAGS)
+            self._compile(
+                [self.patterns[i].term.encode() for i in policy_regexes],
+                _MATCH_FLAGS,
+                prefilter=True,
+            )
             if policy_regexes
             else None
         )
@@ -464,6 +467,17 @@ class Matcher:
         self._unique_of_array = np.array(self._unique_of, dtype=np.int64)
         self._local = threading.local()
         self._rules = {r.id: r for r in policy.document.rules}
+        self._index_patterns_by_rule()
+
+    def _index_patterns_by_rule(self) -> None:
+        """Each pattern's rule (an index) and whether it is one of its rule's terms or regexes,
+        as arrays: match_hits searches a rule's context and exclusions only where its terms are."""
+        self._rule_ids = list(self._rules)
+        rule_index = {rule_id: i for i, rule_id in enumerate(self._rule_ids)}
+        self._rule_of = np.array([rule_index[p.rule_id] for p in self.patterns], dtype=np.int64)
+        self._is_term = np.array(
+            [p.role in (Role.TERM, Role.REGEX) for p in self.patterns], dtype=bool
+        )
 
     def _build_screens(
         self,
@@ -487,12 +501,10 @@ class Matcher:
         )
         # The same over every pattern: a field of a screened listing without any of these
         # cannot hold a term, a context term or an exclusion, and is not normalised at all.
-        # (A conjunction's regexes count one by one here: a field may hold one of them, the
-        # other field the rest.)
+        # (A conjunction by its first regex: the field a match lies in holds all of them.)
         self._field_db = self._compile(
             _screen_patterns(
-                anchors + other_anchors,
-                screen_regexes + [r for regexes in conjunctions for r in regexes],
+                anchors + other_anchors, screen_regexes + [regexes[0] for regexes in conjunctions]
             ),
             _SCREEN_FLAGS,
         )
@@ -507,25 +519,45 @@ class Matcher:
         self._is_policy_regex.append(role is Role.REGEX)
         return len(self.patterns) - 1
 
-    def _compile(self, patterns: Sequence[bytes], flags: int) -> hyperscan.Database:
+    def _compile(
+        self, patterns: Sequence[bytes], flags: int, prefilter: bool = False
+    ) -> hyperscan.Database:
+        """A database of the patterns. `prefilter`: a pattern too large for Hyperscan to compile
+        exactly (a long list of words after a gap) is compiled in prefilter mode, which reports
+        a superset of its matches: for patterns whose every match is confirmed by RE2."""
         cache = _DatabaseCache.from_environment()
-        key = cache.key(patterns, flags) if cache else ""
+        key = (
+            cache.key(patterns, flags | (hyperscan.HS_FLAG_PREFILTER if prefilter else 0))
+            if cache
+            else ""
+        )
         if cache and (db := cache.load(key)) is not None:
             return db
+        each = [flags] * len(patterns)
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        try:
-            db.compile(
-                expressions=list(patterns),
-                ids=list(range(len(patterns))),
-                elements=len(patterns),
-                flags=[flags] * len(patterns),
-            )
-        except hyperscan.error as exc:
-            bad = _first_bad_pattern(patterns, flags)
-            shown = patterns[bad].decode("utf-8", "replace") if bad is not None else "?"
-            raise PolicyError(
-                self.policy.path, [f"pattern {shown!r} cannot be compiled: {exc}"]
-            ) from None
+        for attempt in ("exact", "prefilter"):
+            try:
+                db.compile(
+                    expressions=list(patterns),
+                    ids=list(range(len(patterns))),
+                    elements=len(patterns),
+                    flags=each,
+                )
+                break
+            except hyperscan.error as exc:
+                bad = _first_bad_pattern(patterns, flags)
+                if prefilter and attempt == "exact":
+                    each = [
+                        flags | hyperscan.HS_FLAG_PREFILTER
+                        if _first_bad_pattern([pattern], flags) is not None
+                        else flags
+                        for pattern in patterns
+                    ]
+                    continue
+                shown = patterns[bad].decode("utf-8", "replace") if bad is not None else "?"
+                raise PolicyError(
+                    self.policy.path, [f"pattern {shown!r} cannot be compiled: {exc}"]
+                ) from None
         if cache:
             cache.store(key, db)
         return db
@@ -626,9 +658,10 @@ class Matcher:
 
     # Stage 2 -----------------------------------------------------------------------------
 
-    def _match_array(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """The hits in a column of raw texts: row, pattern index and matched normalised text,
-        ordered by row then pattern."""
+    def _candidates(self, texts: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """A column of raw texts normalised, and the patterns whose literal or regex is found in
+        each row: (normalised texts, rows, pattern indexes), each pair once, by row then pattern.
+        The precise regexes have not been run yet."""
         normal = normalise_array(texts)
         # Literals are found in the text with its spaces squeezed out, so "ant miner" and
         # "a n t m i n e r" both hold "antminer"; the precise pattern then checks the spacing
@@ -652,12 +685,20 @@ class Matcher:
             rows = np.concatenate([rows, regex_rows])
             pids = np.concatenate([pids, self._regex_db_pattern[regex_ids]])
         if len(rows) == 0:
+            return normal, rows, pids
+        pairs = np.unique(rows * len(self.patterns) + pids)
+        rows, pids = np.divmod(pairs, len(self.patterns))
+        return normal, rows, pids
+
+    def _verified(
+        self, normal: pa.Array, rows: np.ndarray, pids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The candidates whose precise regex matches: row, pattern index and matched text."""
+        if len(rows) == 0:
             return rows, pids, []
         # One search per listing and distinct precise regex (a term in several rules shares
         # one), then every candidate pattern takes its regex's answer.
         n_unique = len(self._unique_regexes)
-        pairs = np.unique(rows * len(self.patterns) + pids)
-        rows, pids = np.divmod(pairs, len(self.patterns))
         keys = rows * n_unique + self._unique_of_array[pids]
         searches, which = np.unique(keys, return_inverse=True)
         with_hits = np.unique(rows)
@@ -692,8 +733,11 @@ class Matcher:
     def match_hits(
         self, listing_ids: pa.Array, titles: pa.Array, descriptions: pa.Array
     ) -> pa.Table:
-        """Every pattern found in the listings: listing_id, pattern_id, field, text."""
-        parts = []
+        """Every pattern found in the listings: listing_id, pattern_id, field, text.
+
+        A context term or an exclusion only counts for a listing where its rule's own terms
+        (or regexes) are found, in either field: elsewhere it is not searched for precisely."""
+        fields = []
         for field_name, column in (("title", titles), ("description", descriptions)):
             texts = _one_chunk(column).cast(pa.large_string())
             screened = np.flatnonzero(
@@ -701,7 +745,24 @@ class Matcher:
             )
             if len(screened) == 0:
                 continue
-            rows, pattern_ids, matched = self._match_array(texts.take(pa.array(screened)))
+            normal, rows, pids = self._candidates(texts.take(pa.array(screened)))
+            fields.append((field_name, screened, normal, screened[rows], pids))
+        # The (listing, rule) pairs whose rule has a term or regex candidate in the listing.
+        n_rules = len(self._rule_ids)
+        acting = np.unique(
+            np.concatenate(
+                [
+                    (listing * n_rules + self._rule_of[pids])[self._is_term[pids]]
+                    for _, _, _, listing, pids in fields
+                ]
+                or [np.zeros(0, dtype=np.int64)]
+            )
+        )
+        parts = []
+        for field_name, screened, normal, listing, pids in fields:
+            keep = self._is_term[pids] | np.isin(listing * n_rules + self._rule_of[pids], acting)
+            local = np.searchsorted(screened, listing[keep])
+            rows, pattern_ids, matched = self._verified(normal, local, pids[keep])
             parts.append(
                 pa.table(
                     {

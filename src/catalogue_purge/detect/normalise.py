@@ -160,6 +160,9 @@ def repair_mojibake(text: str, suspect: bool | None = None) -> str:
     return text
 
 
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")  # a decimal digit of another script than ASCII
+
+
 @cache
 def _decimal_digits() -> dict[int, str]:
     """Every decimal digit of another script ("۸۸", "٣٥٠٠", "४५") to its ASCII digit: a
@@ -209,7 +212,9 @@ def _unfolded(text: str | None, mojibake: bool | None = None) -> str:
     if not text.isascii():
         text = repair_mojibake(text, mojibake)
         text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
-        text = strip_accents(text).translate(_decimal_digits())
+        text = strip_accents(text)
+        if _OTHER_DIGIT.search(text):
+            text = text.translate(_decimal_digits())
     text = _SEPARATORS.sub(" ", text.casefold())
     if not text.isascii() and _HAS_CJK.search(text):
         text = _CJK_EDGE.sub(" ", text)

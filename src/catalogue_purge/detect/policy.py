@@ -223,7 +223,8 @@ class TextRule(_Strict):
     # lies inside: for a rule whose matches hold no literal ("110T ... 3250W"). The screen runs
     # these, simpler than the rule's own, instead of deriving one from each regex. An item
     # `{all: [a, b, ...]}` lets a row through only when every one of its regexes is found in
-    # it, anywhere: the first (the rarest) over every row, the others over the rows it let in.
+    # it: the first (the rarest) over every row, the others over the rows it let in. Every
+    # match of the rule's regexes must hold a match of each of them.
     screen: list[NonEmptyStr | ScreenAll] = Field(default_factory=list)
     requires_any: list[NonEmptyStr] = Field(default_factory=list)
     # What the screen looks for: the rule's terms, or (with requires_any) its context terms,
