@@ -53,12 +53,16 @@ SPLITS = {
     "blind": sorted((EVALUATION / "blind").glob("*.jsonl")),
 }
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
-    "delist_precision": (0.98, 0.94),
-    "prohibited_caught": (0.94, 0.91),
-    "evasions_flagged": (0.91, 0.83),
-    "review_surfaced": (0.99, 0.89),
+    "delist_precision": (0.99, 0.96),
+    "prohibited_caught": (0.98, 0.93),
+    "evasions_flagged": (0.98, 0.88),
+    "review_surfaced": (0.99, 0.90),
 }
-CEILINGS = {"allowed_touched": (0.035, 0.035), "review_delisted": (0.01, 0.04)}
+CEILINGS = {
+    "allowed_touched": (0.035, 0.035),
+    "allowed_touched_elsewhere": (0.01, 0.02),
+    "review_delisted": (0.01, 0.03),
+}
 
 
 def test_the_splits_are_large_varied_and_apart():
