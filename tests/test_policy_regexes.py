@@ -120,3 +120,34 @@ def test_escapes_and_classes_are_not_read_as_letters(tmp_path):
     """An escape ("\\B", "\\D", "\\p{Lu}") and a group's name are not letters of the text."""
     matcher = Matcher(load_policy(policy_file(tmp_path, r"\bminer\B|\d\D\p{Lu}|(?P<Coin>btc)")))
     assert fired(matcher, ["a btc coin", "a coin"]) == [True, False]
+
+
+def test_a_regex_too_large_for_hyperscan_to_compile_exactly_still_matches_exactly(tmp_path):
+    """A long list of words after a gap is more than Hyperscan compiles exactly: it is compiled
+    in prefilter mode (a superset of its matches), and RE2 finds the match itself."""
+    import hyperscan
+
+    from catalogue_purge.detect.matcher import _MATCH_FLAGS
+
+    # The words of a rule of the shipped policy once, before it was split to compile exactly.
+    words = (
+        "units?|boards?|box|boxes|machines?|devices?|equipment|servers?|chips|rigs?|boitiers?|"
+        "appareils?|unites?|cajas?|equipos?|maquinas?|unidad|unidades|dispositivos?|"
+        "equipamentos?|caixas?|gerat|gerate|geraet|maschinen?|einheit|einheiten|macchin[ae]|"
+        "scatola|cihaz|cihazi|makine|makinesi|kutu|kutusu|urzadzeni[ea]|jednostk[ai]|"
+        "skrzynk[ai]|maszyn[ay]|perangkat|mesin|thiet bi|apparaat|zarizeni|jednotk[ay]|enhet|"
+        "enheter|maskin|maskiner|устроиств[а-я]*|аппарат[а-я]*|блок[а-я]*|машин[а-я]*|плат[аыу]|"
+        "пристр[а-я]*|установк[а-я]*"
+    )
+    power = r"(?:(?:\d \d{3}|\d{4}) ?(?:w|watt|watts|вт|ватт)|\d(?: \d)? ?(?:kw|квт))"
+    regex = (
+        r"(?:^|[^a-z0-9])(?:\d{1,2} \d{1,2}t|\d{2,3}t|\d{4,5}m)[^a-z0-9](?:.{0,60}?[^a-z0-9а-я])?"
+        rf"(?:{power}(?:$|[^a-z0-9])|(?:{words})(?:$|[^a-z0-9а-я]))"
+    )
+    with pytest.raises(hyperscan.error, match="too large"):
+        hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
+            expressions=[regex.encode()], flags=[_MATCH_FLAGS]
+        )
+    matcher = Matcher(load_policy(policy_file(tmp_path, regex)))
+    titles = ["110T unit", "110T, quiet, 3250W", "unit box 3250W", "110T only", "блок 110T"]
+    assert fired(matcher, titles) == [True, True, False, False, False]

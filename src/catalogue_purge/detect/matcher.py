@@ -545,7 +545,6 @@ class Matcher:
                 )
                 break
             except hyperscan.error as exc:
-                bad = _first_bad_pattern(patterns, flags)
                 if prefilter and attempt == "exact":
                     each = [
                         flags | hyperscan.HS_FLAG_PREFILTER
@@ -554,6 +553,14 @@ class Matcher:
                         for pattern in patterns
                     ]
                     continue
+                bad = next(
+                    (
+                        i
+                        for i, (pattern, own) in enumerate(zip(patterns, each, strict=True))
+                        if _first_bad_pattern([pattern], own) is not None
+                    ),
+                    None,
+                )
                 shown = patterns[bad].decode("utf-8", "replace") if bad is not None else "?"
                 raise PolicyError(
                     self.policy.path, [f"pattern {shown!r} cannot be compiled: {exc}"]
