@@ -239,6 +239,8 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
     by_kind: dict[str, Counter[str]] = {}
     wrong: list[dict] = []
     evasions = flagged = 0
+    suspended = [p.path for p in policy.document.prohibited_categories]
+    elsewhere = elsewhere_touched = 0  # allowed listings outside the suspended categories
     for row in rows:
         finding = found.get(row["listing_id"])
         decision = finding["decision"] if finding else "none"
@@ -253,6 +255,9 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
             rules[fired[0]].alone[decision] += 1
         for rule_id in _pushed_over(finding, decision, thresholds):
             rules.setdefault(rule_id, RuleFigures(rule_id)).pushed[decision] += 1
+        if label == "allowed" and not _under(row.get("category_path"), suspended):
+            elsewhere += 1
+            elsewhere_touched += decision != "none"
         if label == "prohibited" and row.get("evasion"):
             evasions += 1
             flagged += bool(finding and decision != "none" and finding["evasion"])
@@ -271,14 +276,6 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
                     ],
                 }
             )
-    suspended = [p.path for p in policy.document.prohibited_categories]
-    elsewhere = [
-        r for r in rows if r["label"] == "allowed" and not _under(r.get("category_path"), suspended)
-    ]
-    acted = ("delist", "review")
-    elsewhere_touched = sum(
-        (found.get(r["listing_id"]) or {}).get("decision") in acted for r in elsewhere
-    )
     delisted = sum(matrix[label]["delist"] for label in LABELS)
     prohibited, review, allowed = (sum(matrix[label].values()) for label in LABELS)
     figures = {
@@ -286,7 +283,7 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
         "prohibited_caught": _ratio(prohibited - matrix["prohibited"]["none"], prohibited),
         "evasions_flagged": _ratio(flagged, evasions),
         "allowed_touched": _ratio(allowed - matrix["allowed"]["none"], allowed),
-        "allowed_touched_elsewhere": _ratio(elsewhere_touched, len(elsewhere)),
+        "allowed_touched_elsewhere": _ratio(elsewhere_touched, elsewhere),
         "review_delisted": _ratio(matrix["review"]["delist"], review),
         "review_surfaced": _ratio(review - matrix["review"]["none"], review),
     }
