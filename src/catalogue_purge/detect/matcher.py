@@ -206,14 +206,19 @@ def _alnum_chunks(word: str) -> list[str]:
     return re.findall(r"[^\W\d_]+|\d+", word)
 
 
-def _word_anchors(word: str) -> set[str]:
-    """A one-word term: as written, spaced out, split once, spaced at letter/digit edges, leet."""
+def _word_anchors(word: str, spellings: bool = True) -> set[str]:
+    """A one-word term: as written, spaced out, split once, spaced at letter/digit edges, leet.
+    Without `spellings`, not split: as written, spaced out (normalise() joins the letters
+    again) and leet, the forms a policy regex, matched on normalised text, can find as one
+    word (a regex may spell leet classes, "b[i1l]tc[o0]in")."""
     anchors = {word}
     if not (word.isascii() and word.isalnum()):
         return anchors
     compact = word.lower()
     if len(compact) >= 3:  # normalise() joins three or more single letters: "E.T.H" is eth
         anchors |= {sep.join(compact) for sep in _SPACED_SEPARATORS}
+    if not spellings:
+        return anchors | _leet_variants(compact)
     if len(compact) >= 5:
         anchors |= {
             compact[:k] + sep + compact[k:]
@@ -232,17 +237,18 @@ def _word_anchors(word: str) -> set[str]:
 _STEM_MARK = b"\x00"  # after a short anchor of a stem: a whole word on its left only
 
 
-def screen_anchors(term: str) -> list[bytes]:
+def screen_anchors(term: str, spellings: bool = True) -> list[bytes]:
     """Literals (raw UTF-8) that any spelling of the term contains. A short anchor of a stem
-    ("rx6*" matches "rx6600") ends in _STEM_MARK: its right edge is open."""
+    ("rx6*" matches "rx6600") ends in _STEM_MARK: its right edge is open. Without `spellings`
+    (a policy regex's anchor, which the normalised text holds as one word), no split spellings."""
     text, stem = _split_stem(term)
-    anchors = _term_anchors(text)
+    anchors = _term_anchors(text, spellings)
     if stem:
         return [a + _STEM_MARK if is_short_anchor(a) and a[-1:].isalnum() else a for a in anchors]
     return anchors
 
 
-def _term_anchors(text: str) -> list[bytes]:
+def _term_anchors(text: str, spellings: bool = True) -> list[bytes]:
     forms = {text.strip(), strip_accents(text.strip()), normalise(text)}
     # The screen is caseless for ASCII only: non-ASCII words bring their own case forms.
     forms |= {f for form in list(forms) if not form.isascii() for f in _case_forms(form)}
@@ -250,7 +256,7 @@ def _term_anchors(text: str) -> list[bytes]:
     for form in forms:
         words = form.split()
         if len(words) == 1:
-            anchors |= _word_anchors(words[0])
+            anchors |= _word_anchors(words[0], spellings)
         elif words:
             # Multi-word terms: the words joined the ways sellers and exports join them.
             joiners: tuple[str, ...] = _WORD_JOINERS
@@ -415,7 +421,9 @@ class Matcher:
                 if rule.anchors:
                     # Literals that every match of the rule's regexes contains: a literal
                     # screen runs several times faster than the regexes themselves.
-                    anchors.extend(a for t in rule.anchors for a in screen_anchors(t))
+                    anchors.extend(
+                        a for t in rule.anchors for a in screen_anchors(t, spellings=False)
+                    )
                 elif rule.requires_any:
                     # A regex that needs context is screened by its context terms: a bare
                     # "110t" is too common to screen on, "sha256" is not.
