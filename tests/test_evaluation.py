@@ -54,12 +54,12 @@ SPLITS = {
 }
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
     "delist_precision": (0.99, 0.96),
-    "prohibited_caught": (0.98, 0.93),
-    "evasions_flagged": (0.98, 0.88),
-    "review_surfaced": (0.99, 0.90),
+    "prohibited_caught": (0.965, 0.95),
+    "evasions_flagged": (0.95, 0.91),
+    "review_surfaced": (0.98, 0.91),
 }
 CEILINGS = {
-    "allowed_touched": (0.035, 0.035),
+    "allowed_touched": (0.03, 0.05),
     "allowed_touched_elsewhere": (0.01, 0.02),
     "review_delisted": (0.01, 0.03),
 }
