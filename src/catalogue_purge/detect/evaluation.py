@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalogue_purge.detect.policy import CATEGORY_SEPARATOR, Policy
+from catalogue_purge.detect.policy import Policy
 from catalogue_purge.detect.snapshot import open_snapshot
-from catalogue_purge.detect.sweep import sweep
+from catalogue_purge.detect.sweep import prohibited_category_of, sweep
 from catalogue_purge.errors import PurgeError
 
 LABELS = ("prohibited", "review", "allowed")
@@ -214,13 +214,6 @@ def _pushed_over(finding: dict | None, decision: str, thresholds: dict[str, floa
     return sorted(r for r, w in weights.items() if w > 0 and score - w < thresholds[decision])
 
 
-def _under(path: str | None, categories: list[str]) -> bool:
-    """Whether a category path is one of the categories or under one, as the sweep reads it
-    (sql/screen_listings.sql)."""
-    given = str(path or "") + CATEGORY_SEPARATOR
-    return any(given.startswith(c + CATEGORY_SEPARATOR) for c in categories)
-
-
 def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluation:
     """Sweep the labelled listings with the policy on its delisting date and compare."""
     milestones = policy.document.milestones
@@ -239,7 +232,6 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
     by_kind: dict[str, Counter[str]] = {}
     wrong: list[dict] = []
     evasions = flagged = 0
-    suspended = [p.path for p in policy.document.prohibited_categories]
     elsewhere = elsewhere_touched = 0  # allowed listings outside the suspended categories
     for row in rows:
         finding = found.get(row["listing_id"])
@@ -255,7 +247,7 @@ def evaluate(policy: Policy, rows: list[dict], labels_file: str = "") -> Evaluat
             rules[fired[0]].alone[decision] += 1
         for rule_id in _pushed_over(finding, decision, thresholds):
             rules.setdefault(rule_id, RuleFigures(rule_id)).pushed[decision] += 1
-        if label == "allowed" and not _under(row.get("category_path"), suspended):
+        if label == "allowed" and prohibited_category_of(policy, row.get("category_path")) is None:
             elsewhere += 1
             elsewhere_touched += decision != "none"
         if label == "prohibited" and row.get("evasion"):

@@ -646,16 +646,16 @@ def explain(
     return explained
 
 
+def prohibited_category_of(policy: Policy, category_path: str | None) -> str | None:
+    """The suspended category a category path is, or lies under, as the sweep reads it
+    (sql/screen_listings.sql); None when it is in none."""
+    given = (category_path or "") + CATEGORY_SEPARATOR
+    prefix = next((p for p in _prohibited_prefixes(policy) if given.startswith(p)), None)
+    return prefix.removesuffix(CATEGORY_SEPARATOR) if prefix else None
+
+
 def _candidate(policy: Policy, live: Listing) -> pa.Table:
     """One listing as the decision query takes it, with its prohibited category (if any)."""
-    prefix = next(
-        (
-            p
-            for p in _prohibited_prefixes(policy)
-            if (live.category_path + CATEGORY_SEPARATOR).startswith(p)
-        ),
-        None,
-    )
     return pa.table(
         {
             "listing_id": [live.listing_id],
@@ -664,7 +664,7 @@ def _candidate(policy: Policy, live: Listing) -> pa.Table:
             "category_path": [live.category_path],
             "title": [live.title],
             "updated_at": [None],
-            "prohibited_category": [prefix.removesuffix(CATEGORY_SEPARATOR) if prefix else None],
+            "prohibited_category": [prohibited_category_of(policy, live.category_path)],
         },
         schema=CANDIDATE_SCHEMA,
     )
