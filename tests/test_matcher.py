@@ -239,6 +239,73 @@ def test_a_short_stem_is_screened_open_on_its_right(tmp_path):
     ]
 
 
+def test_a_digit_glued_to_a_short_term_keeps_it_out_and_an_amount_before_an_anchor_does_not(
+    tmp_path,
+):
+    """A term's precise pattern starts at a word boundary, so "4XLM" in a SKU holds no term
+    "xlm" and the screen does not let the row in for it; a policy regex may match right after
+    an amount ("500xlm"), so its anchors still count there."""
+    text = small_policy(
+        "edges",
+        """\
+  - id: ticker-term
+    description: a ticker as a term
+    action: delist
+    terms: {en: [btc]}
+  - id: ticker-amount
+    description: a ticker after an amount
+    action: delist
+    regexes: ['(?:^|[^a-z0-9])\\d+ ?xlm(?:$|[^a-z0-9])']
+    anchors: [xlm]
+""",
+    )
+    matcher = Matcher(load_policy(write_small(tmp_path, text)))
+    texts = ["SKU IH4BTC-417", "sell 1 btc", "500xlm today", "SKU IH4XLM", "100 xlm"]
+    assert screen(matcher, texts) == [False, True, True, True, True]
+    assert [rules_fired(matcher, t) for t in texts] == [
+        set(),
+        {"ticker-term"},
+        {"ticker-amount"},
+        set(),
+        {"ticker-amount"},
+    ]
+
+
+def test_a_regex_screened_by_its_context_matches_in_the_field_without_the_context(tmp_path):
+    """A regex that the screens find by its rule's context terms can match in a field that
+    holds none of them: that field is matched as well, not only the field the context is in."""
+    text = small_policy(
+        "context",
+        """\
+  - id: bare-rate
+    description: a bare hashrate beside a coin
+    action: delist
+    regexes: ['(?:^|[^a-z0-9])\\d+ ?t(?:$|[^a-z0-9])']
+    requires_any: [bitcoin]
+""",
+    )
+    matcher = Matcher(load_policy(write_small(tmp_path, text)))
+    listings = pa.table(
+        {
+            "listing_id": ["a", "b", "c"],
+            "country_of_sale": ["US"] * 3,
+            "title": ["Bitcoin box", "Plain box", "Bitcoin 110T box"],
+            "description": ["runs at 110T all day", "runs at 110T", "quiet"],
+        }
+    )
+    evidence = match_listings(matcher, listings)
+    fired = set(
+        zip(
+            evidence.column("listing_id").to_pylist(),
+            evidence.column("field").to_pylist(),
+            strict=True,
+        )
+    )
+    assert ("a", "description") in fired
+    assert not any(listing == "b" for listing, _ in fired)
+    assert ("c", "title") in fired
+
+
 def test_a_rule_can_give_the_screen_its_own_regex(tmp_path):
     """`screen:` raw regexes the screen runs for a rule's regexes instead of deriving them; a
     screen without regexes, or beside anchors, is refused."""

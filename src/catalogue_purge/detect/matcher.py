@@ -235,6 +235,11 @@ def _word_anchors(word: str, spellings: bool = True) -> set[str]:
 
 
 _STEM_MARK = b"\x00"  # after a short anchor of a stem: a whole word on its left only
+# Before a short anchor that an amount may touch on its left ("500xlm"): the anchor of a policy
+# regex, which may match there. A term's precise pattern never does (its left edge is a word
+# boundary, and a digit is a word character), so a term's short anchor needs a letter or digit
+# on neither side: "IH4XLM" in a SKU holds no term "xlm".
+_AMOUNT_MARK = b"\x01"
 
 
 def screen_anchors(term: str, spellings: bool = True) -> list[bytes]:
@@ -270,22 +275,30 @@ def _term_anchors(text: str, spellings: bool = True) -> list[bytes]:
 
 def _screen_patterns(anchors: list[bytes], regexes: list[bytes]) -> list[bytes]:
     """Hyperscan patterns for raw literals and regexes, plus the detectors."""
-    stems: list[bytes] = []
     words: list[bytes] = []
     long: list[bytes] = []
     for a in dict.fromkeys(anchors):
-        if a.endswith(_STEM_MARK):
-            stems.append(a)
-        else:
-            (words if is_short_anchor(a) else long).append(a)
+        (words if a.startswith(_AMOUNT_MARK) or is_short_anchor(a) else long).append(a)
     literals = _without_redundant(long)
     return [
         *(_escape_bytes(a) for a in literals),
         *dict.fromkeys(regexes),
         *_DETECTORS,
-        *(_word_pattern(a) for a in words),
-        *(_word_pattern(a[: -len(_STEM_MARK)], right_edge=False) for a in stems),
+        *dict.fromkeys(_short_anchor_pattern(a) for a in words),
     ]
+
+
+def _short_anchor_pattern(anchor: bytes) -> bytes:
+    amount = anchor.startswith(_AMOUNT_MARK)
+    anchor = anchor.removeprefix(_AMOUNT_MARK)
+    if anchor.endswith(_STEM_MARK):
+        return _word_pattern(anchor[: -len(_STEM_MARK)], right_edge=False, after_amount=amount)
+    return _word_pattern(anchor, after_amount=amount)
+
+
+def amount_may_precede(anchors: list[bytes]) -> list[bytes]:
+    """A policy regex's anchors: the short ones marked to count after an amount as well."""
+    return [_AMOUNT_MARK + a if is_short_anchor(a.removesuffix(_STEM_MARK)) else a for a in anchors]
 
 
 def _without_redundant(literals: list[bytes]) -> list[bytes]:
@@ -308,11 +321,11 @@ def _without_redundant(literals: list[bytes]) -> list[bytes]:
     ]
 
 
-def _word_pattern(anchor: bytes, right_edge: bool = True) -> bytes:
+def _word_pattern(anchor: bytes, right_edge: bool = True, after_amount: bool = False) -> bytes:
     """A short anchor as a whole word inside a row: a separator on each side, except that an
-    amount may come right before a word ("110th/s", "0.5eth"). "method" holds no "eth", and
-    neither does the SKU "4ETH2K"."""
-    left = rb"(?:^|[^a-z])" if anchor[:1].isalpha() else rb"(?:^|[^a-z0-9])"
+    amount may come right before the anchor of a policy regex (`after_amount`: "110th/s",
+    "0.5eth"). "method" holds no "eth", and neither does the SKU "4ETH2K"."""
+    left = rb"(?:^|[^a-z])" if after_amount and anchor[:1].isalpha() else rb"(?:^|[^a-z0-9])"
     if not anchor[:1].isalnum():
         left = b""
     return left + _escape_bytes(anchor) + (_right_edge(anchor) if right_edge else b"")
@@ -422,7 +435,9 @@ class Matcher:
                     # Literals that every match of the rule's regexes contains: a literal
                     # screen runs several times faster than the regexes themselves.
                     anchors.extend(
-                        a for t in rule.anchors for a in screen_anchors(t, spellings=False)
+                        amount_may_precede(
+                            [a for t in rule.anchors for a in screen_anchors(t, spellings=False)]
+                        )
                     )
                 elif rule.requires_any:
                     # A regex that needs context is screened by its context terms: a bare
@@ -486,6 +501,19 @@ class Matcher:
         self._is_term = np.array(
             [p.role in (Role.TERM, Role.REGEX) for p in self.patterns], dtype=bool
         )
+        # The context terms of the rules whose regexes the screens find by those terms
+        self._context_screened_regex = np.array(
+            [
+                p.role is Role.CONTEXT and self._regex_screened_by_context(self._rules[p.rule_id])
+                for p in self.patterns
+            ],
+            dtype=bool,
+        )
+
+    @staticmethod
+    def _regex_screened_by_context(rule: TextRule) -> bool:
+        """Whether the screens look for the rule's regexes by its context terms (see __init__)."""
+        return bool(rule.regexes and not rule.screen and not rule.anchors and rule.requires_any)
 
     def _build_screens(
         self,
@@ -752,38 +780,64 @@ class Matcher:
 
         A context term or an exclusion only counts for a listing where its rule's own terms
         (or regexes) are found, in either field: elsewhere it is not searched for precisely."""
-        fields = []
-        for field_name, column in (("title", titles), ("description", descriptions)):
-            texts = _one_chunk(column).cast(pa.large_string())
-            screened = np.flatnonzero(
-                self._rows_with_hits(self._field_db, "field", _terminated(texts))
-            )
-            if len(screened) == 0:
+        texts = {
+            name: _one_chunk(column).cast(pa.large_string())
+            for name, column in (("title", titles), ("description", descriptions))
+        }
+        # Per field: the listings normalised (rows of the batch), their normalised texts, and
+        # each candidate's place in them and pattern.
+        fields: dict[str, tuple[np.ndarray, pa.Array, np.ndarray, np.ndarray]] = {}
+        for name, text in texts.items():
+            found = self._rows_with_hits(self._field_db, "field", _terminated(text))
+            screened = np.flatnonzero(found)
+            if len(screened):
+                fields[name] = (screened, *self._candidates(text.take(pa.array(screened))))
+        # A regex screened by its rule's context terms (no literal is in all its matches) may
+        # match in a field that holds nothing the field screen looks for, while the context is
+        # in the other field: such fields are normalised and matched too.
+        extra = {}
+        for name, other in (("title", "description"), ("description", "title")):
+            if other in fields and self._context_screened_regex.any():
+                screened, _, rows, pids = fields[other]
+                needing = np.unique(screened[rows[self._context_screened_regex[pids]]])
+                done = fields[name][0] if name in fields else np.zeros(0, dtype=np.int64)
+                extra[name] = np.setdiff1d(needing, done, assume_unique=True)
+        for name, more in extra.items():
+            if len(more) == 0:
                 continue
-            normal, rows, pids = self._candidates(texts.take(pa.array(screened)))
-            fields.append((field_name, screened, normal, screened[rows], pids))
+            normal, rows, pids = self._candidates(texts[name].take(pa.array(more)))
+            if name not in fields:
+                fields[name] = (more, normal, rows, pids)
+                continue
+            screened, first, first_rows, first_pids = fields[name]
+            fields[name] = (
+                np.concatenate([screened, more]),
+                pa.concat_arrays([first, normal]),
+                np.concatenate([first_rows, rows + len(screened)]),
+                np.concatenate([first_pids, pids]),
+            )
         # The (listing, rule) pairs whose rule has a term or regex candidate in the listing.
         n_rules = len(self._rule_ids)
         acting = np.unique(
             np.concatenate(
                 [
-                    (listing * n_rules + self._rule_of[pids])[self._is_term[pids]]
-                    for _, _, _, listing, pids in fields
+                    (screened[rows] * n_rules + self._rule_of[pids])[self._is_term[pids]]
+                    for screened, _, rows, pids in fields.values()
                 ]
                 or [np.zeros(0, dtype=np.int64)]
             )
         )
         parts = []
-        for field_name, screened, normal, listing, pids in fields:
+        for name, (screened, normal, local, pids) in fields.items():
+            listing = screened[local]
             keep = self._is_term[pids] | np.isin(listing * n_rules + self._rule_of[pids], acting)
-            local = np.searchsorted(screened, listing[keep])
-            rows, pattern_ids, matched = self._verified(normal, local, pids[keep])
+            rows, pattern_ids, matched = self._verified(normal, local[keep], pids[keep])
             parts.append(
                 pa.table(
                     {
                         "listing_id": _one_chunk(listing_ids).take(pa.array(screened[rows])),
                         "pattern_id": pa.array(pattern_ids, pa.int32()),
-                        "field": pa.array([field_name] * len(matched), pa.string()),
+                        "field": pa.array([name] * len(matched), pa.string()),
                         "text": pa.array(matched, pa.string()),
                     },
                     schema=HITS_SCHEMA,
