@@ -53,15 +53,15 @@ SPLITS = {
     "blind": sorted((EVALUATION / "blind").glob("*.jsonl")),
 }
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
-    "delist_precision": (0.99, 0.96),
-    "prohibited_caught": (0.965, 0.95),
-    "evasions_flagged": (0.95, 0.91),
-    "review_surfaced": (0.98, 0.91),
+    "delist_precision": (0.99, 0.965),
+    "prohibited_caught": (0.97, 0.955),
+    "evasions_flagged": (0.96, 0.92),
+    "review_surfaced": (0.98, 0.93),
 }
 CEILINGS = {
-    "allowed_touched": (0.03, 0.05),
+    "allowed_touched": (0.04, 0.05),
     "allowed_touched_elsewhere": (0.01, 0.02),
-    "review_delisted": (0.01, 0.03),
+    "review_delisted": (0.01, 0.025),
 }
 
 
