@@ -32,6 +32,8 @@ from .evaluation.labelled import load_listings
         ("Вitcоin", "bitcoin"),  # Cyrillic lookalikes inside a Latin word: in Latin
         ("دستگاه S۱۹ ۱۱۰T", "دستگاه s19 110t"),  # digits of any script read as ASCII
         ("RTX ३०८० ٣٥٠٠W", "rtx 3080 3500w"),
+        ("\u0243itcoin \u018aOGE", "bitcoin doge"),  # a stroke or a hook: the letter it looks like
+        ("Łódź máy đào", "łodz may đao"),  # living alphabets keep their letters
         (None, ""),
     ],
 )
@@ -441,6 +443,8 @@ def test_short_anchors_count_as_whole_words_at_row_edges(matcher):
         "\u0391SIC miner",  # Greek Α
         "minera\u00c3\u00a7\u00c3\u00a3o de bitcoin",  # mojibake of mineração
         "\u00d0\u00bc\u00d0\u00b0\u00d0\u00b9\u00d0\u00bd\u00d0\u00b5\u00d1\u0080",  # of майнер
+        "\u0243itcoin",  # B with stroke
+        "hashboard \u018aogecoin",  # D with hook
     ],
 )
 def test_detectors_let_disguised_text_through(matcher, text):
@@ -453,6 +457,7 @@ def test_detectors_let_disguised_text_through(matcher, text):
         ("\u0410ntminer S19 Pro", "asic-miner-brands"),
         ("B\u0456tcoin miner for sale", "asic-miner-brands"),
         ("W\u04bbatsminer M30S++", "asic-miner-brands"),
+        ("Whatsmi\u019eer M30S++", "asic-miner-brands"),  # n with a long right leg
         ("minera\u00c3\u00a7\u00c3\u00a3o de bitcoin em casa", "mining-activity"),
     ],
 )
@@ -494,7 +499,11 @@ def test_match_hits_with_no_rows_and_with_empty_fields(matcher):
 def test_every_text_normalisation_repairs_or_folds_is_screened_in(matcher):
     """The screen stays a superset of the precise stage: each mojibake pair ftfy may be given
     and each homoglyph the folding may touch lets its row through."""
-    from catalogue_purge.detect.normalise import MOJIBAKE_PUNCTUATION, _confusable_to_latin
+    from catalogue_purge.detect.normalise import (
+        MOJIBAKE_PUNCTUATION,
+        _confusable_to_latin,
+        latin_lookalikes,
+    )
 
     followers = [chr(c) for c in range(0x80, 0xC0)] + list(MOJIBAKE_PUNCTUATION)
     mojibake = [f"plain \u00e3{f}o text" for f in followers]
@@ -503,6 +512,12 @@ def test_every_text_normalisation_repairs_or_folds_is_screened_in(matcher):
     assert len(homoglyphs) > 100
     assert all(screen(matcher, [f"ab{h}cd" for h in homoglyphs]))
     assert all(screen(matcher, [f"{h}bcd" for h in homoglyphs]))
+    # Latin letters with a stroke or a hook that the folding reads as ASCII ones ("Ƀitcoin")
+    lookalikes = [chr(code) for code in latin_lookalikes()]
+    assert len(lookalikes) > 40
+    assert all(screen(matcher, [f"ab{h}cd" for h in lookalikes]))
+    assert all(screen(matcher, [f"{h}bcd" for h in lookalikes]))
+    assert all(normalise(f"{h}bcd").isascii() for h in lookalikes)
     # A digit of another script beside a Latin letter or digit: "S۱۹" reads "s19".
     assert screen(matcher, ["دستگاه S۱۹", "RTX ३०८०", "x ๑๙", "٣٥ تومان"]) == [
         True,

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 
 from catalogue_purge.detect.normalise import (
     MOJIBAKE_PUNCTUATION,
+    latin_lookalikes,
     normalise,
     normalise_array,
     strip_accents,
@@ -109,6 +110,28 @@ _DETECTORS = (
         for c in MOJIBAKE_PUNCTUATION
     ),
 )
+
+
+def _utf8_alternation(chars: Sequence[str]) -> bytes:
+    """A byte pattern for any of the characters (two bytes each in UTF-8), by lead byte."""
+    by_lead: dict[int, list[int]] = defaultdict(list)
+    for c in sorted(set(chars)):
+        lead, last = c.encode()
+        by_lead[lead].append(last)
+    return (
+        b"(?:"
+        + b"|".join(
+            b"\\x%02x[" % lead + b"".join(b"\\x%02x" % b for b in lasts) + b"]"
+            for lead, lasts in by_lead.items()
+        )
+        + b")"
+    )
+
+
+# A Latin letter with a stroke or a hook ("Ƀitcoin", "Ɗoge") beside an ASCII one: normalise
+# folds it to the letter it looks like (normalise.latin_lookalikes).
+_LOOKALIKE = _utf8_alternation([chr(c) for c in latin_lookalikes()])
+_DETECTORS += (rb"[a-z]" + _LOOKALIKE, _LOOKALIKE + rb"[a-z]")
 _ALNUM_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _WORD_CHARS = "a-z0-9\u00df-\u024f\u0370-\u03ff\u0400-\u04ff"
 

@@ -16,7 +16,9 @@ Sellers write the same product many ways: "ＡＮＴＭＩＮＥＲ", "A.n.t-min
   with a Cyrillic А, "Bіtcoin" with a Ukrainian і) has those letters folded to the Latin letters
   they are confusable with, from Unicode's confusables data (UTS #39, as the
   confusable-homoglyphs package ships it). Words wholly in another script are left alone: a
-  Russian word is not a disguised English one.
+  Russian word is not a disguised English one;
+- a Latin letter with a stroke or a hook that Unicode does not decompose ("Ƀitcoin", "Ɗoge") is
+  read as the ASCII letter the confusables data writes it with.
 
 Obfuscation by spacing ("A n t miner", "S 19 Pro") is then handled by the term patterns, which
 allow an optional space between characters (see matcher).
@@ -109,6 +111,39 @@ def _latin_to_cyrillic() -> dict[int, str]:
     return table
 
 
+@cache
+def latin_lookalikes() -> dict[int, str]:
+    """Latin letters with a stroke or a hook, which Unicode does not decompose ("ƀ", "Ƀ",
+    "Ɗ", "ƈ") but its confusables data writes as an ASCII letter with an overlay ("b̵", "'D"):
+    {code point: that letter}, both cases. From Latin Extended-B only (U+0180-U+024F): the
+    letters of Latin Extended-A are the alphabet of living languages (Polish ł, Turkish ı,
+    Vietnamese đ), folded they would join words those languages keep apart."""
+    data = json.loads(
+        resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
+    )
+    table: dict[int, str] = {}
+    for char, homoglyphs in data.items():
+        if len(char) != 1 or not "\u0180" <= char <= "\u024f" or not char.isalpha():
+            continue
+        if unicodedata.decomposition(char):
+            continue  # "ǎ", "ơ": strip_accents takes their marks off already
+        for homoglyph in homoglyphs:
+            base = _COMBINING.sub("", unicodedata.normalize("NFD", homoglyph["c"])).strip("'")
+            if len(base) == 1 and base.isascii() and base.isalpha():
+                table[ord(char)] = base.casefold()
+                break
+    for code, letter in list(table.items()):
+        for other in (chr(code).casefold(), chr(code).upper()):
+            if (
+                len(other) == 1
+                and "\u0180" <= other <= "\u024f"
+                and not unicodedata.decomposition(other)
+                and ord(other) not in table
+            ):
+                table[ord(other)] = letter
+    return table
+
+
 _ASCII_LETTER = re.compile("[a-z]")
 # The scripts whose letters disguise Latin ones in practice: Greek, Cyrillic, Armenian (the
 # matcher's screen lets every row with such a letter beside a Latin one through).
@@ -161,6 +196,7 @@ def repair_mojibake(text: str, suspect: bool | None = None) -> str:
 
 
 _OTHER_DIGIT = re.compile(r"(?![0-9])\d")  # a decimal digit of another script than ASCII
+_LATIN_EXTENDED_B = re.compile("[\u0180-\u024f]")
 
 
 @cache
@@ -213,6 +249,8 @@ def _unfolded(text: str | None, mojibake: bool | None = None) -> str:
         text = repair_mojibake(text, mojibake)
         text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
         text = strip_accents(text)
+        if _LATIN_EXTENDED_B.search(text):
+            text = text.translate(latin_lookalikes())
         if _OTHER_DIGIT.search(text):
             text = text.translate(_decimal_digits())
     text = _SEPARATORS.sub(" ", text.casefold())
