@@ -34,6 +34,7 @@ from .evaluation.labelled import load_listings
         ("RTX ३०८० ٣٥٠٠W", "rtx 3080 3500w"),
         ("\u0243itcoin \u018aOGE", "bitcoin doge"),  # a stroke or a hook: the letter it looks like
         ("Łódź máy đào", "łodz may đao"),  # living alphabets keep their letters
+        ("\u20bf0.01 fast", "btc 0 01 fast"),  # the Bitcoin sign
         (None, ""),
     ],
 )
@@ -445,6 +446,7 @@ def test_short_anchors_count_as_whole_words_at_row_edges(matcher):
         "\u00d0\u00bc\u00d0\u00b0\u00d0\u00b9\u00d0\u00bd\u00d0\u00b5\u00d1\u0080",  # of майнер
         "\u0243itcoin",  # B with stroke
         "hashboard \u018aogecoin",  # D with hook
+        "\u20bf-Gutschein",  # the Bitcoin sign
     ],
 )
 def test_detectors_let_disguised_text_through(matcher, text):

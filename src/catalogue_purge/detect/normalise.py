@@ -17,6 +17,7 @@ Sellers write the same product many ways: "ＡＮＴＭＩＮＥＲ", "A.n.t-min
   they are confusable with, from Unicode's confusables data (UTS #39, as the
   confusable-homoglyphs package ships it). Words wholly in another script are left alone: a
   Russian word is not a disguised English one;
+- the Bitcoin sign "₿" reads as the word "btc";
 - a Latin letter with a stroke or a hook that Unicode does not decompose ("Ƀitcoin", "Ɗoge") is
   read as the ASCII letter the confusables data writes it with.
 
@@ -246,6 +247,8 @@ def _unfolded(text: str | None, mojibake: bool | None = None) -> str:
             break
         text = html.unescape(text)
     if not text.isascii():
+        if "\u20bf" in text:  # the Bitcoin sign: "₿0.01", "₿-Gutschein"
+            text = text.replace("\u20bf", " btc ")
         text = repair_mojibake(text, mojibake)
         text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
         text = strip_accents(text)
