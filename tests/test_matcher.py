@@ -35,6 +35,8 @@ from .evaluation.labelled import load_listings
         ("\u0243itcoin \u018aOGE", "bitcoin doge"),  # a stroke or a hook: the letter it looks like
         ("Łódź máy đào", "łodz may đao"),  # living alphabets keep their letters
         ("\u20bf0.01 fast", "btc 0 01 fast"),  # the Bitcoin sign
+        ("बिटकॉइन बि-ट-कॉ-इ-न", "बिटकॉइन बिटकॉइन"),  # vowel signs are part of the word
+        ("เครื่องขุด บิตคอยน์", "เครืองขด บิตคอยน์"),  # Thai tone marks go with the accents
         (None, ""),
     ],
 )
@@ -447,6 +449,7 @@ def test_short_anchors_count_as_whole_words_at_row_edges(matcher):
         "\u0243itcoin",  # B with stroke
         "hashboard \u018aogecoin",  # D with hook
         "\u20bf-Gutschein",  # the Bitcoin sign
+        "बि-ट-कॉ-इ-न 0.001",  # Devanagari letters split by hyphens
     ],
 )
 def test_detectors_let_disguised_text_through(matcher, text):

@@ -98,6 +98,10 @@ _DETECTORS = (
     # such runs into one word, which no anchor spells.
     rb"(?:^|[ ._-])(?:[\xce-\xd3][\x80-\xbf][ ._-]){2}[\xce-\xd3][\x80-\xbf](?:$|[ ._-])",
     rb"(?:^|[ ._-])(?:\xe3[\x82\x83][\x80-\xbf][ ._-]){2}\xe3[\x82\x83][\x80-\xbf](?:$|[ ._-])",
+    # Letters of Devanagari, Bengali or Thai (each with its vowel signs) split by dots or hyphens
+    # ("बि-ट-कॉ-इ-न"); a space between short words is how those languages are written.
+    rb"(?:\xe0[\xa4-\xa7\xb8\xb9][\x80-\xbf]){1,3}[._-](?:\xe0[\xa4-\xa7\xb8\xb9][\x80-\xbf]){1,3}"
+    rb"[._-](?:\xe0[\xa4-\xa7\xb8\xb9][\x80-\xbf]){1,3}",
     # A digit of another script (Arabic-Indic, Persian, Devanagari, Bengali, Thai) beside a
     # Latin letter or digit ("S۱۹", "RTX ۳۰۸۰"): normalise reads it as an ASCII digit.
     rb"[a-z0-9][ .-]?" + _OTHER_DIGIT,

@@ -8,7 +8,8 @@ Sellers write the same product many ways: "ＡＮＴＭＩＮＥＲ", "A.n.t-min
 - case is folded; zero-width characters and soft hyphens are dropped;
 - accents are stripped (NFD, combining marks removed), and the decimal digits of every script
   ("۸۸", "٣٥٠٠W") read as ASCII digits;
-- every run of characters that is neither a letter nor a digit becomes one space;
+- every run of characters that is neither a letter, a digit nor a vowel sign (the marks of
+  Devanagari or Thai that are part of a word) becomes one space;
 - a space separates Han/Kana/Hangul from other letters, so word boundaries work for Latin terms
   glued to Chinese text ("蚂蚁antminer");
 - mojibake (UTF-8 read as Latin-1 or cp1252: "mineraÃ§Ã£o") is repaired by ftfy;
@@ -40,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
-_SEPARATORS = re.compile(r"[\W_]+")
+# (defined below, after the marks)
 _CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[^\s{_CJK}])|(?<=[^\s{_CJK}])(?=[{_CJK}])")
 
@@ -67,6 +68,14 @@ _COMBINING = re.compile(
         ]
     )
 )
+# The marks that are part of a word without being letters: the vowel signs of Devanagari, Thai
+# or Bengali ("बिटकॉइन", "บิตคอยน์"), which `\W` counts as separators; as separators they split
+# every such word into pieces. (Marks with a combining class, accents, are stripped first.)
+_MARKS = _codepoint_class(
+    [cp for cp in range(0x300, 0x10000) if unicodedata.category(chr(cp)).startswith("M")]
+)
+# Every run of characters that is neither a letter, a digit nor a mark becomes one space.
+_SEPARATORS = re.compile(rf"(?:(?!{_MARKS})[\W_])+")
 _INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HAS_CJK = re.compile(f"[{_CJK}]")
 
@@ -223,7 +232,9 @@ def strip_accents(text: str) -> str:
 # Three or more single Latin letters in a row ("E.T.H", "b t c" once separators are spaces):
 # one word, as a reader takes them.
 # Of any script: "м а й н і н г", "マ イ ニ ン グ" are one word as well.
-_LETTER_RUN = re.compile(r"(?<![^\W_])[^\W\d_](?: [^\W\d_]){2,}(?![^\W_])")
+# A letter with its vowel signs is one letter here: "बि-ट-कॉ-इ-न" is one word.
+_SPACED_LETTER = rf"[^\W\d_]{_MARKS}*"
+_LETTER_RUN = re.compile(rf"(?<![^\W_]){_SPACED_LETTER}(?: {_SPACED_LETTER}){{2,}}(?![^\W_])")
 
 
 def _join_letters(match: re.Match[str]) -> str:

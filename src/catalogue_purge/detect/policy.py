@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -168,7 +169,7 @@ def _letters_normalised_away(pattern: str) -> list[str]:
         if pattern.startswith("(?P<", i):
             i = pattern.find(">", i) + 1 or len(pattern)
             continue
-        if c.isalpha() and normalise(c) != c:
+        if (c.isalpha() or unicodedata.category(c).startswith("M")) and normalise(c) != c:
             lost[c] = None
         i += 1
     return list(lost)
