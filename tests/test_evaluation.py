@@ -53,15 +53,15 @@ SPLITS = {
     "blind": sorted((EVALUATION / "blind").glob("*.jsonl")),
 }
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
-    "delist_precision": (0.99, 0.965),
-    "prohibited_caught": (0.97, 0.955),
-    "evasions_flagged": (0.96, 0.92),
-    "review_surfaced": (0.98, 0.93),
+    "delist_precision": (0.995, 0.97),
+    "prohibited_caught": (0.99, 0.96),
+    "evasions_flagged": (0.985, 0.94),
+    "review_surfaced": (0.985, 0.94),
 }
 CEILINGS = {
     "allowed_touched": (0.04, 0.05),
-    "allowed_touched_elsewhere": (0.01, 0.02),
-    "review_delisted": (0.01, 0.025),
+    "allowed_touched_elsewhere": (0.005, 0.02),
+    "review_delisted": (0.005, 0.02),
 }
 
 
