@@ -75,7 +75,7 @@ _MARKS = _codepoint_class(
     [cp for cp in range(0x300, 0x10000) if unicodedata.category(chr(cp)).startswith("M")]
 )
 # Every run of characters that is neither a letter, a digit nor a mark becomes one space.
-_SEPARATORS = re.compile(rf"(?:(?!{_MARKS})[\W_])+")
+_SEPARATORS = re.compile(rf"(?:[^\w{_MARKS[1:-1]}]|_)+")
 _INVISIBLE_RE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HAS_CJK = re.compile(f"[{_CJK}]")
 
