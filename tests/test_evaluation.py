@@ -55,11 +55,11 @@ SPLITS = {
 FLOORS = {  # figure: (tune, blind), each split's batches pooled
     "delist_precision": (0.995, 0.97),
     "prohibited_caught": (0.99, 0.96),
-    "evasions_flagged": (0.985, 0.94),
+    "evasions_flagged": (0.985, 0.935),
     "review_surfaced": (0.985, 0.94),
 }
 CEILINGS = {
-    "allowed_touched": (0.04, 0.05),
+    "allowed_touched": (0.04, 0.055),
     "allowed_touched_elsewhere": (0.005, 0.02),
     "review_delisted": (0.005, 0.02),
 }
