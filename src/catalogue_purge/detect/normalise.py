@@ -41,7 +41,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
-# (defined below, after the marks)
 _CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[^\s{_CJK}])|(?<=[^\s{_CJK}])(?=[{_CJK}])")
 
