@@ -522,6 +522,7 @@ def test_every_text_normalisation_repairs_or_folds_is_screened_in(matcher):
     assert len(lookalikes) > 40
     assert all(screen(matcher, [f"ab{h}cd" for h in lookalikes]))
     assert all(screen(matcher, [f"{h}bcd" for h in lookalikes]))
+    assert all(screen(matcher, [f"{h}1cd" for h in lookalikes]))  # a leet digit beside it
     assert all(normalise(f"{h}bcd").isascii() for h in lookalikes)
     # A digit of another script beside a Latin letter or digit: "S۱۹" reads "s19".
     assert screen(matcher, ["دستگاه S۱۹", "RTX ३०८०", "x ๑๙", "٣٥ تومان"]) == [

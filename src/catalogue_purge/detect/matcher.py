@@ -132,10 +132,10 @@ def _utf8_alternation(chars: Sequence[str]) -> bytes:
     )
 
 
-# A Latin letter with a stroke or a hook ("Ƀitcoin", "Ɗoge") beside an ASCII one: normalise
+# A Latin letter with a stroke or a hook ("Ƀitcoin", "Ƀ1tcoin") beside an ASCII one: normalise
 # folds it to the letter it looks like (normalise.latin_lookalikes).
 _LOOKALIKE = _utf8_alternation([chr(c) for c in latin_lookalikes()])
-_DETECTORS += (rb"[a-z]" + _LOOKALIKE, _LOOKALIKE + rb"[a-z]", rb"\xe2\x82\xbf")  # and "₿": btc
+_DETECTORS += (rb"[a-z0-9]" + _LOOKALIKE, _LOOKALIKE + rb"[a-z0-9]", rb"\xe2\x82\xbf")  # "₿": btc
 _ALNUM_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _WORD_CHARS = "a-z0-9\u00df-\u024f\u0370-\u03ff\u0400-\u04ff"
 
