@@ -34,6 +34,7 @@ import re
 import unicodedata
 from functools import cache
 from importlib import resources
+from typing import cast
 
 import ftfy
 import numpy as np
@@ -80,14 +81,18 @@ _HAS_CJK = re.compile(f"[{_CJK}]")
 
 
 @cache
+def _confusables() -> dict[str, list[dict[str, str]]]:
+    """Unicode's confusables data (UTS #39), as the confusable-homoglyphs package ships it."""
+    text = resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
+    return cast(dict[str, list[dict[str, str]]], json.loads(text))
+
+
+@cache
 def _confusable_to_latin() -> dict[int, str]:
     """Each letter of another script that Unicode's confusables data says looks like one
     ASCII letter or digit: {code point: that letter}, lower case."""
-    data = json.loads(
-        resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
-    )
     table: dict[int, str] = {}
-    for char, homoglyphs in data.items():
+    for char, homoglyphs in _confusables().items():
         if len(char) != 1 or not "\u0370" <= char <= "\u058f" or not char.isalpha():
             continue
         if unicodedata.name(char, "").startswith("LATIN"):
@@ -127,11 +132,8 @@ def latin_lookalikes() -> dict[int, str]:
     {code point: that letter}, both cases. From Latin Extended-B only (U+0180-U+024F): the
     letters of Latin Extended-A are the alphabet of living languages (Polish ł, Turkish ı,
     Vietnamese đ), folded they would join words those languages keep apart."""
-    data = json.loads(
-        resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text("utf-8")
-    )
     table: dict[int, str] = {}
-    for char, homoglyphs in data.items():
+    for char, homoglyphs in _confusables().items():
         if len(char) != 1 or not "\u0180" <= char <= "\u024f" or not char.isalpha():
             continue
         if unicodedata.decomposition(char):
